@@ -1,0 +1,42 @@
+"""slime-openclaw: train any agent from its live traffic, as a plugin to upstream slime."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="slime-openclaw",
+    version="0.1.0",
+    description="Online RL and hindsight on-policy distillation from live agent traffic, as a slime plugin.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["slime_openclaw", "slime_openclaw.*"]),
+    include_package_data=True,
+    package_data={"slime_openclaw": ["py.typed"]},
+    install_requires=[
+        # torch is pinned and installed first by the Makefile (a bare requirement would
+        # pull CUDA wheels on a CPU machine); this range accepts the pinned build.
+        "torch>=2.4",
+        "aiohttp>=3.9",
+        "omegaconf>=2.3",
+        "pyyaml>=6",
+        "transformers>=4.45",
+        "tokenizers>=0.19",
+        "safetensors>=0.4",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-asyncio>=0.23",
+            "openai>=1.40",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "matplotlib>=3.8",
+        ],
+        "demo": ["openai>=1.40", "matplotlib>=3.8"],
+        # The cluster path; never installed in CI. slime itself installs from its git
+        # repository (the PyPI name "slime" is an unrelated project).
+        "gpu": ["megatron-core", "sglang", "transformer-engine"],
+    },
+    entry_points={"console_scripts": ["slime-openclaw=slime_openclaw.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""General-agent environments (terminal, tool-call, SWE, GUI) behind one interface."""

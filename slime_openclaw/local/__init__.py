@@ -1,0 +1,1 @@
+"""The embedded default: tiny-model factory, local trainer, simulated users, demo."""

@@ -1,0 +1,1 @@
+"""Glue to upstream slime: the only package that imports slime, and only lazily."""
