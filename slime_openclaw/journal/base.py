@@ -10,11 +10,12 @@ and ``SqliteJournal`` (journal/sqlite.py, durable).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from slime_openclaw.types import Hint, NextState, TrainingSample, Turn, TurnState, Verdict
+from slime_openclaw.journal.rules import SampleState
+from slime_openclaw.types import Hint, Method, NextState, TrainingSample, Turn, TurnState, Verdict
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,44 @@ class JournalStats:
     samples_by_method: dict[str, int] = field(default_factory=dict)
     judge_lag_seconds: float = 0.0
     """Age of the oldest turn waiting for judging (0 when none)."""
+    ready_lag_seconds: float = 0.0
+    """Age of the oldest sample waiting for a trainer (0 when none)."""
+
+    @classmethod
+    def from_counts(
+        cls,
+        turns: Mapping[str, int],
+        samples: Mapping[str, int],
+        methods: Mapping[str, int],
+        oldest_observed_at: float | None,
+        oldest_ready_at: float | None,
+        now: float,
+    ) -> JournalStats:
+        """Stats with every state and method present (zero when empty), lags from timestamps."""
+        return cls(
+            turns_by_state={s.value: int(turns.get(s.value, 0)) for s in TurnState},
+            samples_by_state={s.value: int(samples.get(s.value, 0)) for s in SampleState},
+            samples_by_method={m.value: int(methods.get(m.value, 0)) for m in Method},
+            judge_lag_seconds=0.0 if oldest_observed_at is None else max(0.0, now - oldest_observed_at),
+            ready_lag_seconds=0.0 if oldest_ready_at is None else max(0.0, now - oldest_ready_at),
+        )
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """A training sample with everything the journal knows about it."""
+
+    sample: TrainingSample
+    """The sample, ``sample_id`` set."""
+    turn_key: str
+    """Key of the turn it came from."""
+    state: SampleState
+    consumer: str = ""
+    """Consumer holding (IN_FLIGHT) or having acknowledged (CONSUMED) it."""
+    handed_out: int = 0
+    """How many times ``drain`` handed it out (more than 1 only after a nack or expired lease)."""
+    created_at: float = 0.0
+    updated_at: float = 0.0
 
 
 class TurnRecorder(Protocol):
@@ -87,3 +126,30 @@ class Journal(TurnRecorder, Protocol):
     def stats(self) -> JournalStats: ...
 
     def close(self) -> None: ...
+
+
+class JournalStore(Journal, Protocol):
+    """Everything both implementations provide beyond ``Journal``: claim release,
+    iteration (``journal export``) and retention.
+
+    ``claim_observed``, ``record_signals`` and ``drain`` also take keyword options there:
+    ``claim_observed(limit, owner="", lease_seconds=None)``,
+    ``record_signals(..., discard_reason="no_signal")`` (the reason when ``samples`` is empty),
+    ``drain(n, consumer="", lease_seconds=None)``.
+    """
+
+    def release_claims(self, turn_keys: Sequence[str]) -> None:
+        """Give claimed OBSERVED turns back before their lease runs out (e.g. a judge is down)."""
+        ...
+
+    def iter_turns(self, state: TurnState | None = None) -> Iterator[TurnRecord]:
+        """Turns, oldest first, optionally only those in ``state``."""
+        ...
+
+    def iter_samples(self, state: SampleState | None = None) -> Iterator[SampleRecord]:
+        """Samples, oldest first, optionally only those in ``state``."""
+        ...
+
+    def purge(self) -> int:
+        """Apply ``delete_consumed_after_hours`` now; returns how many turns were deleted."""
+        ...
