@@ -32,9 +32,11 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     skip_special_tokens: bool = False
     no_stop_trim: bool = True
+    sampling_seed: int | None = None
+    """Seed of the request's sampler (SGLang's ``sampling_seed``); None: not reproducible."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "temperature": self.temperature,
             "top_p": self.top_p,
             "top_k": self.top_k,
@@ -44,6 +46,9 @@ class SamplingParams:
             "skip_special_tokens": self.skip_special_tokens,
             "no_stop_trim": self.no_stop_trim,
         }
+        if self.sampling_seed is not None:
+            body["sampling_seed"] = self.sampling_seed
+        return body
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,283 @@
+"""``EngineClient``: the one client for SGLang and the embedded engine (SGLang native API).
+
+Implements the ``Engine`` protocol (engine/protocol.py) over aiohttp, plus the admin calls
+the weight-update path needs. Every failure to reach the engine or an error answer becomes
+``EngineError`` with the engine's URL and message; an unreachable engine fails within the
+connect timeout (2 s by default).
+
+Streaming: SGLang's ``/generate`` SSE chunks repeat the *cumulative* ``output_ids`` and
+output log-probs by default and carry only the new ones with
+``--incremental-streaming-output`` (the embedded engine's way). ``meta_info.completion_tokens``
+is cumulative in both, so a chunk whose list has ``completion_tokens`` entries is
+cumulative and one with ``completion_tokens - seen`` entries is incremental; ``stream``
+yields only the new tokens either way. ``weight_version`` arrives as a string in SGLang
+(``"default"`` before any update, read as 0) and is returned as an int.
+
+This module does not retry; retrying across a weight-update pause is the caller's policy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from slime_openclaw.engine.protocol import GenerateDelta, GenerateOutput, GenerateRequest
+from slime_openclaw.errors import EngineError
+from slime_openclaw.types import FinishReason
+
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
+
+
+def parse_weight_version(value: Any) -> int:
+    """SGLang's string weight version as an int (``None``/``"default"`` -> 0)."""
+    if value is None or value == "default":
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        raise EngineError(f"engine reported a non-integer weight_version {value!r}") from None
+
+
+def parse_finish_reason(value: Any) -> FinishReason | None:
+    """SGLang's ``finish_reason`` object (or bare string) as a ``FinishReason``; errors count as abort."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else value
+    return _FINISH.get(str(kind), FinishReason.ABORT)
+
+
+def _values(entries: Any) -> list[Any]:
+    return [entry[0] if entry is not None else None for entry in entries or []]
+
+
+def _tops(rows: Any) -> tuple[Any, ...]:
+    return tuple(None if row is None else tuple((float(e[0]), int(e[1])) for e in row) for row in rows or [])
+
+
+def _new_part(items: list[Any], total: int, seen: int, what: str) -> list[Any]:
+    """The new tail of a streamed list that is either cumulative or incremental."""
+    if len(items) == total:
+        return items[seen:]
+    if len(items) == total - seen:
+        return items
+    raise EngineError(f"streamed {what} has {len(items)} entries, expected {total} or {total - seen}")
+
+
+class EngineClient:
+    """Talks to one engine at ``base_url`` (SGLang or the embedded engine)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        connect_timeout: float = 2.0,
+        request_timeout: float = 600.0,
+        api_key: str | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._owns_session = session is None
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def __aenter__(self) -> EngineClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this client created it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _timeout(self, total: float | None, *, stream: bool = False) -> aiohttp.ClientTimeout:
+        connect = self._connect_timeout
+        if stream:
+            return aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect, sock_read=total)
+        return aiohttp.ClientTimeout(total=total, sock_connect=connect, connect=connect)
+
+    async def _request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> Any:
+        """One non-streaming call; returns parsed JSON (or text when the answer is not JSON)."""
+        url = self.base_url + path
+        try:
+            async with self._http().request(
+                method, url, json=body, headers=self._headers, timeout=self._timeout(timeout or self._request_timeout)
+            ) as response:
+                raw = await response.read()
+                await _raise_for_status(response, raw, url)
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineError(f"cannot reach engine at {self.base_url}: {exc.os_error or exc}") from exc
+        except TimeoutError as exc:
+            raise EngineError(f"engine at {self.base_url} did not answer {path} in time") from exc
+        except aiohttp.ClientError as exc:
+            raise EngineError(f"engine at {self.base_url} failed on {path}: {exc}") from exc
+        text = raw.decode("utf-8", "replace")
+        try:
+            return json.loads(text) if text.strip() else None
+        except ValueError:
+            return text
+
+    # -- the Engine protocol ---------------------------------------------------------
+    async def generate(self, request: GenerateRequest) -> GenerateOutput:
+        """Generate (or score, with ``max_new_tokens=0``) and return the whole result."""
+        body = await self._request("POST", "/generate", request.to_json(stream=False))
+        if not isinstance(body, dict) or "meta_info" not in body:
+            raise EngineError(f"engine at {self.base_url} returned an unexpected /generate body")
+        meta = body["meta_info"]
+        output_ids = tuple(int(t) for t in body.get("output_ids") or ())
+        log_probs = tuple(float(v) for v in _values(meta.get("output_token_logprobs")))
+        if request.return_logprob and len(log_probs) != len(output_ids):
+            raise EngineError(f"engine returned {len(log_probs)} log-probs for {len(output_ids)} tokens")
+        finish = parse_finish_reason(meta.get("finish_reason"))
+        return GenerateOutput(
+            output_ids=output_ids,
+            output_log_probs=log_probs,
+            finish_reason=finish if finish is not None else FinishReason.ABORT,
+            weight_version=parse_weight_version(meta.get("weight_version")),
+            prompt_tokens=int(meta.get("prompt_tokens", len(request.input_ids))),
+            text=body.get("text") or "",
+            input_log_probs=tuple(_values(meta.get("input_token_logprobs"))),
+            input_top_logprobs=_tops(meta.get("input_top_logprobs")),
+            output_top_logprobs=_tops(meta.get("output_top_logprobs")),
+        )
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
+        """Generate, yielding only the tokens that are new in each chunk."""
+        url = self.base_url + "/generate"
+        seen = 0
+        try:
+            async with self._http().post(
+                url, json=request.to_json(stream=True), headers=self._headers,
+                timeout=self._timeout(self._request_timeout, stream=True),
+            ) as response:
+                if response.status != 200:
+                    await _raise_for_status(response, await response.read(), url)
+                async for chunk in _sse_events(response):
+                    delta = _delta(chunk, seen, len(request.input_ids))
+                    seen += len(delta.output_ids)
+                    if delta.output_ids or delta.finish_reason is not None:
+                        yield delta
+                    if delta.finish_reason is not None:
+                        return
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineError(f"cannot reach engine at {self.base_url}: {exc.os_error or exc}") from exc
+        except TimeoutError as exc:
+            raise EngineError(f"engine at {self.base_url} stalled while streaming") from exc
+        except aiohttp.ClientError as exc:
+            raise EngineError(f"engine at {self.base_url} failed while streaming: {exc}") from exc
+        raise EngineError(f"engine at {self.base_url} ended the stream without a finish_reason")
+
+    async def weight_version(self) -> int:
+        """The engine's current weight version."""
+        body = await self._request("GET", "/get_weight_version")
+        return parse_weight_version(body.get("weight_version") if isinstance(body, dict) else None)
+
+    async def health(self) -> bool:
+        """True when ``/health`` answers 200 within the connect timeout (never raises)."""
+        try:
+            await self._request("GET", "/health", timeout=max(self._connect_timeout, 1.0) * 5)
+        except EngineError:
+            return False
+        return True
+
+    # -- admin calls -------------------------------------------------------------------
+    async def pause_generation(self, mode: str = "abort") -> None:
+        """Pause: ``abort`` ends in-flight requests, ``in_place``/``retract`` hold them."""
+        await self._request("POST", "/pause_generation", {"mode": mode})
+
+    async def continue_generation(self) -> None:
+        """Resume after ``pause_generation``."""
+        await self._request("POST", "/continue_generation", {})
+
+    async def abort_request(self, rid: str | None = None, *, abort_all: bool = False) -> None:
+        """End request ``rid`` (or every request) with finish_reason abort."""
+        await self._request("POST", "/abort_request", {"rid": rid or "", "abort_all": abort_all})
+
+    async def update_weights_from_disk(
+        self, path: str, weight_version: int | None = None, *, abort_all_requests: bool = False
+    ) -> str:
+        """Reload weights from a checkpoint directory; returns the engine's message."""
+        body: dict[str, Any] = {"model_path": str(path), "abort_all_requests": abort_all_requests}
+        if weight_version is not None:
+            body["weight_version"] = str(weight_version)
+        answer = await self._request("POST", "/update_weights_from_disk", body)
+        if not isinstance(answer, dict) or not answer.get("success"):
+            raise EngineError(f"engine at {self.base_url} refused the weight update: {answer}")
+        return str(answer.get("message", ""))
+
+    async def flush_cache(self) -> bool:
+        """Ask the engine to flush its prefix cache; False when it declined (requests running)."""
+        try:
+            await self._request("GET", "/flush_cache")
+        except EngineError as exc:
+            if exc.code == "engine_rejected":
+                return False
+            raise
+        return True
+
+    async def model_info(self) -> dict[str, Any]:
+        """``/get_model_info``: model path, weight version, ..."""
+        body = await self._request("GET", "/get_model_info")
+        return body if isinstance(body, dict) else {}
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse, raw: bytes, url: str) -> None:
+    if response.status < 400:
+        return
+    message = raw.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(message)
+        if isinstance(body, dict):
+            error = body.get("error")
+            message = str(error.get("message", error) if isinstance(error, dict) else body.get("message", body))
+    except ValueError:
+        pass
+    code = "engine_rejected" if 400 <= response.status < 500 else "engine_unavailable"
+    raise EngineError(f"engine at {url} answered {response.status}: {message or response.reason}", code=code)
+
+
+async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of ``data:`` lines until ``data: [DONE]``."""
+    async for raw_line in response.content:
+        line = raw_line.decode("utf-8").strip()
+        if not line.startswith("data:"):
+            continue
+        payload = line[len("data:") :].strip()
+        if payload == "[DONE]":
+            return
+        chunk = json.loads(payload)
+        if "error" in chunk:
+            error = chunk["error"]
+            raise EngineError(f"engine stream error: {error.get('message', error) if isinstance(error, dict) else error}")
+        yield chunk
+
+
+def _delta(chunk: dict[str, Any], seen: int, prompt_tokens: int) -> GenerateDelta:
+    meta = chunk.get("meta_info") or {}
+    ids = [int(t) for t in chunk.get("output_ids") or []]
+    total = int(meta.get("completion_tokens", seen + len(ids)))
+    new_ids = _new_part(ids, total, seen, "output_ids")
+    log_probs: list[float] = []
+    if "output_token_logprobs" in meta:
+        log_probs = [float(v) for v in _new_part(_values(meta["output_token_logprobs"]), total, seen, "log-probs")]
+    return GenerateDelta(
+        output_ids=tuple(new_ids),
+        output_log_probs=tuple(log_probs),
+        weight_version=parse_weight_version(meta.get("weight_version")),
+        finish_reason=parse_finish_reason(meta.get("finish_reason")),
+        prompt_tokens=int(meta.get("prompt_tokens", prompt_tokens)),
+    )
