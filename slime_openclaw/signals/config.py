@@ -1,0 +1,148 @@
+"""Configuration of the signal loop and the factory that builds a pipeline from it.
+
+``SignalsConfig`` is parsed once (from a mapping: YAML section, CLI, slime custom config)
+and validated; ``build_pipeline`` turns it into judges, hint extractors and a teacher over
+the engines and generators the caller provides. This module opens no connection itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slime_openclaw.engine.protocol import Engine
+from slime_openclaw.errors import ConfigError
+from slime_openclaw.signals.hints import (
+    CorrectionHintExtractor,
+    FirstHint,
+    HintExtractor,
+    HintSelection,
+    LLMHintExtractor,
+)
+from slime_openclaw.signals.judge import Judge, LLMJudge
+from slime_openclaw.signals.judge_backends import ChatRendererLike, RetryPolicy, TextGenerator
+from slime_openclaw.signals.pipeline import SignalPipeline
+from slime_openclaw.signals.rules import FirstDecisive, default_rule_judges
+from slime_openclaw.signals.teacher import HintPlacement, TeacherScorer
+from slime_openclaw.types import Method
+
+SOURCES = ("rules", "llm", "rules+llm")
+"""Which judges / hint extractors run: rule-based only, model only, or rules first then model."""
+
+
+@dataclass(frozen=True)
+class SignalsConfig:
+    """Every knob of the signal loop, with its default."""
+
+    method: Method = Method.COMBINE
+    judge: str = "rules+llm"
+    """``rules``, ``llm`` or ``rules+llm`` (rules decide when explicit, the LLM otherwise)."""
+    judge_votes: int = 3
+    hint: str = "rules+llm"
+    """``rules``, ``llm`` or ``rules+llm`` (an explicit correction first, else the LLM's hint)."""
+    hint_votes: int = 3
+    hint_min_chars: int = 11
+    hint_max_chars: int = 1000
+    vote_timeout_s: float = 60.0
+    vote_retries: int = 2
+    retry_backoff_s: float = 0.5
+    teacher: str = "policy"
+    """``policy`` (the current policy's engine) or ``reference`` (a frozen reference engine)."""
+    teacher_temperature: float | None = None
+    """None: the turn's own sampling temperature (same convention as rollout log-probs)."""
+    teacher_top_k: int = 0
+    """Teacher top-K per response token for top-K distillation (0: off)."""
+    hint_placement: HintPlacement = HintPlacement.USER_APPEND
+    concurrency: int = 8
+    section_chars: int = 4000
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SignalsConfig:
+        """Parse and validate; unknown keys and bad values raise ``ConfigError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown signals keys: {', '.join(unknown)}")
+        data = dict(values)
+        try:
+            if "method" in data:
+                data["method"] = Method(data["method"])
+            if "hint_placement" in data:
+                data["hint_placement"] = HintPlacement(data["hint_placement"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` on an inconsistent setting."""
+        if self.judge not in SOURCES or self.hint not in SOURCES:
+            raise ConfigError(f"signals judge/hint must be one of {SOURCES}")
+        if self.teacher not in ("policy", "reference"):
+            raise ConfigError("signals teacher must be 'policy' or 'reference'")
+        if min(self.judge_votes, self.hint_votes, self.concurrency) < 1:
+            raise ConfigError("signals judge_votes, hint_votes and concurrency must be at least 1")
+        if self.vote_timeout_s <= 0 or self.vote_retries < 0 or self.teacher_top_k < 0:
+            raise ConfigError("signals vote_timeout_s must be > 0, vote_retries and teacher_top_k >= 0")
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Per-vote timeout and retries."""
+        return RetryPolicy(timeout_s=self.vote_timeout_s, retries=self.vote_retries, backoff_s=self.retry_backoff_s)
+
+    @property
+    def needs_model(self) -> bool:
+        """True when a judge/hint text generator must be provided."""
+        uses_judge = self.method is not Method.OPD and "llm" in self.judge
+        uses_hint = self.method is not Method.BINARY and "llm" in self.hint
+        return uses_judge or uses_hint
+
+
+def build_judge(config: SignalsConfig, generator: TextGenerator | None) -> Judge:
+    """Rule judges, the LLM judge, or rules first then the LLM, as configured."""
+    judges: list[Judge] = list(default_rule_judges()) if "rules" in config.judge else []
+    if "llm" in config.judge:
+        if generator is None:
+            raise ConfigError("the LLM judge needs a judge model (engine or OpenAI-compatible URL)")
+        judges.append(LLMJudge(generator, config.judge_votes, config.retry_policy))
+    return judges[0] if len(judges) == 1 else FirstDecisive(judges)
+
+
+def build_hints(config: SignalsConfig, generator: TextGenerator | None) -> HintExtractor:
+    """Rule extractor, the LLM extractor, or the correction rule first then the LLM."""
+    selection = HintSelection(min_chars=config.hint_min_chars, max_chars=config.hint_max_chars)
+    extractors: list[HintExtractor] = [CorrectionHintExtractor(selection)] if "rules" in config.hint else []
+    if "llm" in config.hint:
+        if generator is None:
+            raise ConfigError("the LLM hint extractor needs a judge model (engine or OpenAI-compatible URL)")
+        extractors.append(LLMHintExtractor(generator, config.hint_votes, config.retry_policy, selection))
+    return extractors[0] if len(extractors) == 1 else FirstHint(extractors)
+
+
+def build_pipeline(
+    config: SignalsConfig,
+    renderer: ChatRendererLike,
+    generator: TextGenerator | None,
+    policy_engine: Engine | None,
+    reference_engine: Engine | None = None,
+) -> SignalPipeline:
+    """The pipeline for ``config.method``; the teacher engine is chosen by ``config.teacher``."""
+    judge = build_judge(config, generator) if config.method is not Method.OPD else None
+    hints = teacher = None
+    if config.method is not Method.BINARY:
+        hints = build_hints(config, generator)
+        engine = policy_engine if config.teacher == "policy" else reference_engine
+        if engine is None:
+            raise ConfigError(f"signals teacher '{config.teacher}' needs an engine")
+        teacher = TeacherScorer(
+            engine,
+            renderer,
+            temperature=config.teacher_temperature,
+            top_k=config.teacher_top_k,
+            placement=config.hint_placement,
+            policy=config.retry_policy,
+        )
+    return SignalPipeline(config.method, judge, hints, teacher, config.section_chars)

@@ -1,0 +1,129 @@
+"""What a judge or hint extractor sees of a turn: the task, the response, the next state.
+
+``JudgeInput`` is built once per turn from the journal's ``Turn`` and ``NextState`` and
+shared by every judge and extractor (rule-based or model-based). This module only turns
+chat messages into plain text sections (bounded in length); it does not prompt or score.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from slime_openclaw.types import Message, NextState, NextStateKind, Turn
+
+DEFAULT_SECTION_CHARS = 4000
+"""Default bound on each text section a judge prompt carries (head and tail are kept)."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if at most ``limit`` characters, else its head and tail around an omission note."""
+    if limit <= 0 or len(text) <= limit:
+        return text
+    keep = max(limit - 40, 2)
+    head, tail = text[: keep // 2], text[len(text) - (keep - keep // 2) :]
+    return f"{head}\n[... {len(text) - keep} characters omitted ...]\n{tail}"
+
+
+def content_text(content: Any) -> str:
+    """The text of a message ``content``: a string, None, or a list of OpenAI content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            elif isinstance(part, dict):
+                parts.append(f"[{part.get('type', 'part')}]")
+            else:
+                parts.append(str(part))
+        return "\n".join(parts)
+    return str(content)
+
+
+def tool_calls_text(message: Message) -> str:
+    """The message's tool calls, one ``name(arguments)`` line each."""
+    lines = []
+    for call in message.get("tool_calls") or ():
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        lines.append(f"call {function.get('name', '?')}({arguments})")
+    return "\n".join(lines)
+
+
+def message_text(message: Message) -> str:
+    """Visible text of one message: its content, then its tool calls (reasoning is left out)."""
+    pieces = [content_text(message.get("content")), tool_calls_text(message)]
+    return "\n".join(piece for piece in pieces if piece)
+
+
+def _labelled(message: Message) -> str:
+    role = str(message.get("role", "?"))
+    label = role
+    if role == "tool":
+        name = message.get("name") or message.get("tool_call_id")
+        label = f"tool result ({name})" if name else "tool result"
+    return f"[{label}]\n{message_text(message)}"
+
+
+def last_user_index(messages: tuple[Message, ...]) -> int | None:
+    """Index of the last message with role ``user``, or None."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user":
+            return index
+    return None
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    """Text sections of one turn for judges and hint extractors."""
+
+    task: str
+    """The last user request before the response (empty when the prompt had none)."""
+    since_task: str
+    """Messages between that request and the response (tool results the response reacted to)."""
+    response: str
+    """The assistant's response: visible content and tool calls."""
+    next_state: str
+    """Every next-state message, each labelled with its role."""
+    next_state_kind: NextStateKind
+    """What produced the next state."""
+    next_messages: tuple[Message, ...]
+    """The raw next-state messages, for rule-based judges."""
+
+    @property
+    def next_roles(self) -> str:
+        """Roles present in the next state, e.g. ``"user"`` or ``"tool"``."""
+        roles = dict.fromkeys(str(m.get("role", "?")) for m in self.next_messages)
+        return ", ".join(roles) or self.next_state_kind.value
+
+    @classmethod
+    def from_turn(cls, turn: Turn, next_state: NextState, limit: int = DEFAULT_SECTION_CHARS) -> JudgeInput:
+        """Build the sections from a recorded turn and its next state, each clipped to ``limit``."""
+        index = last_user_index(turn.messages)
+        task = message_text(turn.messages[index]) if index is not None else ""
+        after = turn.messages[index + 1 :] if index is not None else turn.messages
+        return cls(
+            task=clip(task, limit),
+            since_task=clip("\n\n".join(_labelled(m) for m in after), limit),
+            response=clip(message_text(turn.response_message), limit),
+            next_state=clip("\n\n".join(_labelled(m) for m in next_state.messages), limit),
+            next_state_kind=next_state.kind,
+            next_messages=tuple(next_state.messages),
+        )
+
+
+def has_next_state(next_state: NextState | None) -> bool:
+    """True when there is something to judge: a continuous next state with at least one message."""
+    return (
+        next_state is not None
+        and next_state.continuous
+        and next_state.kind is not NextStateKind.SESSION_END
+        and len(next_state.messages) > 0
+    )
