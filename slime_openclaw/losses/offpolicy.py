@@ -48,7 +48,9 @@ class StalenessPolicy:
 
     def __post_init__(self) -> None:
         if self.max_staleness is not None and (
-            isinstance(self.max_staleness, bool) or not isinstance(self.max_staleness, int) or self.max_staleness < 0
+            isinstance(self.max_staleness, bool)
+            or not isinstance(self.max_staleness, int)
+            or self.max_staleness < 0
         ):
             raise ValueError(f"max_staleness must be None or an int >= 0, got {self.max_staleness!r}")
         if self.action not in ("drop", "truncate"):
@@ -116,7 +118,10 @@ def _staleness(
     length: int,
     loss_mask: torch.Tensor | None,
 ) -> int:
-    versions = [int(v) for v in (weight_versions.tolist() if isinstance(weight_versions, torch.Tensor) else weight_versions)]
+    versions = [
+        int(v)
+        for v in (weight_versions.tolist() if isinstance(weight_versions, torch.Tensor) else weight_versions)
+    ]
     if not versions:
         if length == 0:
             return 0
@@ -130,8 +135,12 @@ def _staleness(
     return staleness
 
 
-def _ratio_stats(ratio: torch.Tensor, weights: torch.Tensor, loss_mask: torch.Tensor | None) -> dict[str, float]:
-    trained = torch.ones_like(ratio, dtype=torch.bool) if loss_mask is None else loss_mask.to(ratio.device) != 0
+def _ratio_stats(
+    ratio: torch.Tensor, weights: torch.Tensor, loss_mask: torch.Tensor | None
+) -> dict[str, float]:
+    trained = (
+        torch.ones_like(ratio, dtype=torch.bool) if loss_mask is None else loss_mask.to(ratio.device) != 0
+    )
     zero = torch.zeros_like(ratio)
     count = trained.sum().to(ratio.dtype)
     denom = torch.clamp_min(count, 1)

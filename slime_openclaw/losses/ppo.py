@@ -56,7 +56,9 @@ def ppo_clip_loss(
             f"{tuple(log_probs.shape)}, {tuple(old_log_probs.shape)}, {tuple(advantages.shape)}"
         )
     if not (0.0 <= eps_clip < 1.0) or not (eps_clip_high >= 0.0 and math.isfinite(eps_clip_high)):
-        raise ValueError(f"need 0 <= eps_clip < 1 and finite eps_clip_high >= 0, got {eps_clip}, {eps_clip_high}")
+        raise ValueError(
+            f"need 0 <= eps_clip < 1 and finite eps_clip_high >= 0, got {eps_clip}, {eps_clip_high}"
+        )
     ratio = torch.exp(log_probs - old_log_probs)
     unclipped = -ratio * advantages
     clipped_loss = -ratio.clamp(1.0 - eps_clip, 1.0 + eps_clip_high) * advantages

@@ -63,10 +63,14 @@ def topk_reverse_kl(
     """
     _validate(student_logits, teacher_topk_log_probs, teacher_topk_ids, temperature, min_tail_mass)
     valid = torch.isfinite(teacher_topk_log_probs)
-    ids = torch.where(valid, teacher_topk_ids.to(torch.long), torch.zeros_like(teacher_topk_ids, dtype=torch.long))
+    ids = torch.where(
+        valid, teacher_topk_ids.to(torch.long), torch.zeros_like(teacher_topk_ids, dtype=torch.long)
+    )
     _check_distinct(ids, valid)
     teacher = teacher_topk_log_probs.detach()
-    out: torch.Tensor = _TopKReverseKL.apply(student_logits, teacher, ids, valid, float(temperature), min_tail_mass)
+    out: torch.Tensor = _TopKReverseKL.apply(
+        student_logits, teacher, ids, valid, float(temperature), min_tail_mass
+    )
     return out
 
 
@@ -155,7 +159,11 @@ class _TopKReverseKL(torch.autograd.Function):
         student_tail = (-torch.expm1(torch.logsumexp(torch.where(valid, s, neg_inf), dim=1))).clamp_min(0.0)
         teacher_top = torch.logsumexp(torch.where(valid, t, neg_inf), dim=1)
         teacher_tail_log = (-torch.expm1(teacher_top)).clamp_min(min_tail_mass).log()
-        loss = ratio_terms.sum(dim=1) + _xlogy_safe(student_tail, student_tail.log()) - student_tail * teacher_tail_log
+        loss = (
+            ratio_terms.sum(dim=1)
+            + _xlogy_safe(student_tail, student_tail.log())
+            - student_tail * teacher_tail_log
+        )
         tiny = torch.finfo(dtype).tiny
         gap = student_tail.clamp_min(tiny).log() - teacher_tail_log  # D, finite
         bin_coef = torch.where(valid, _xlogy_safe(p, s) - p * t - p * gap.unsqueeze(1), torch.zeros_like(s))
