@@ -1,0 +1,251 @@
+"""The rollout function slime calls (``--rollout-function-path``): live traffic in, Samples out.
+
+``generate_rollout(args, rollout_id, data_source, evaluation=False)`` has exactly the
+signature of slime's default. It runs in slime's RolloutManager process. On the first
+call it opens the journal and starts the live services (gateway in front of slime's
+SGLang router, signal workers; ``services.py``) in that process; each training call then
+waits until ``rollout_batch_size`` READY samples are in the journal, leases them, lays them
+onto slime ``Sample`` objects (``samples.py``), leaves top-K rows for the trainer
+(``topk_channel.py``), and returns ``RolloutFnTrainOutput`` with metrics. Evaluation calls
+report the judge scores of the last step's samples (nothing is consumed).
+
+Delivery is at least once: a step's samples are acknowledged when the step two later is
+requested, because slime trains step ``k`` while generating ``k + 1`` and has finished
+training ``k`` before it asks for ``k + 2``. After a crash the journal hands unacknowledged
+samples out again when their lease expires (``openclaw_journal_drain_lease_s``).
+
+``data_source`` is unused: the data are the live sessions. Run slime with
+``--disable-rollout-global-dataset`` and ``--n-samples-per-prompt 1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from slime_openclaw.config import OpenClawConfig
+from slime_openclaw.errors import ConfigError, JournalError
+from slime_openclaw.journal.base import JournalStats, TurnRecord
+from slime_openclaw.slime import topk_channel
+from slime_openclaw.slime.samples import (
+    SampleLayout,
+    TurnFacts,
+    rollout_metrics,
+    split_trainable,
+    to_slime_sample,
+)
+from slime_openclaw.types import TrainingSample
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "slime-rollout"
+ACK_LAG_STEPS = 2
+
+
+class SampleJournal(Protocol):
+    """The slice of the journal the rollout function uses."""
+
+    def drain(self, n: int, consumer: str = "") -> list[TrainingSample]: ...
+
+    def ack(self, sample_ids: Sequence[str]) -> None: ...
+
+    def nack(self, sample_ids: Sequence[str]) -> None: ...
+
+    def get(self, turn_key: str) -> TurnRecord | None: ...
+
+    def stats(self) -> JournalStats: ...
+
+
+class Services(Protocol):
+    """Live services owned by the rollout process (gateway, signal workers)."""
+
+    def close(self) -> None: ...
+
+    def metrics(self) -> dict[str, float]: ...
+
+
+@dataclass
+class StepResult:
+    """One training step's samples (slime ``Sample`` objects, one per group) and metrics."""
+
+    groups: list[list[Any]]
+    metrics: dict[str, float]
+
+
+@dataclass
+class LiveRollout:
+    """The state of the rollout function across calls in one RolloutManager process."""
+
+    config: OpenClawConfig
+    journal: SampleJournal
+    sample_cls: Any
+    batch_size: int
+    services: Services | None = None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    layout: SampleLayout = field(init=False)
+    _pending: dict[int, list[str]] = field(default_factory=dict, init=False)
+    _last_groups: list[list[Any]] = field(default_factory=list, init=False)
+    _version: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.layout = SampleLayout.from_config(self.config)
+        if self.batch_size < 1:
+            raise ConfigError(f"rollout_batch_size must be >= 1, got {self.batch_size}")
+
+    def train_step(self, rollout_id: int) -> StepResult:
+        """Wait for, lease and convert ``batch_size`` samples for step ``rollout_id``."""
+        self._ack_trained(rollout_id)
+        started = self.clock()
+        kept: list[TrainingSample] = []
+        skipped = 0
+        deadline = started + self.config.drain_timeout_s if self.config.drain_timeout_s > 0 else None
+        while len(kept) < self.batch_size:
+            drained = self.journal.drain(self.batch_size - len(kept), CONSUMER)
+            keep, skip, defer = self._select(drained, kept)
+            kept += keep
+            skipped += len(skip)
+            if skip:
+                self.journal.ack([s.sample_id for s in skip])
+            if defer:
+                self.journal.nack([s.sample_id for s in defer])
+            if len(kept) >= self.batch_size:
+                break
+            if deadline is not None and self.clock() >= deadline:
+                self.journal.nack([s.sample_id for s in kept])
+                raise JournalError(
+                    f"rollout {rollout_id}: {len(kept)}/{self.batch_size} samples ready after "
+                    f"{self.config.drain_timeout_s:.0f}s (openclaw_drain_timeout_s)"
+                )
+            if not drained or defer:
+                self.sleep(self.config.drain_poll_s)
+        return self._finish(rollout_id, kept, started, skipped)
+
+    def _select(
+        self, drained: list[TrainingSample], kept: list[TrainingSample]
+    ) -> tuple[list[TrainingSample], list[TrainingSample], list[TrainingSample]]:
+        keep, skip, defer = split_trainable(kept + drained, self.layout, topk=bool(self.config.teacher.topk))
+        already = {s.sample_id for s in kept}
+        keep = [s for s in keep if s.sample_id not in already]
+        newest = max((max(s.weight_versions) for s in drained if s.weight_versions), default=None)
+        if newest is not None:
+            self._version = newest if self._version is None else max(self._version, newest)
+        if self._version is not None:
+            stale = [s for s in keep if s.weight_versions and self._version - min(s.weight_versions) > self.config.max_staleness]
+            keep = [s for s in keep if s not in stale]
+            skip = skip + stale
+        return keep, skip, defer
+
+    def _finish(self, rollout_id: int, kept: list[TrainingSample], started: float, skipped: int) -> StepResult:
+        facts = [self._facts(s) for s in kept]
+        groups = []
+        topk_rows: dict[int, tuple[Any, Any]] = {}
+        for position, (sample, fact) in enumerate(zip(kept, facts, strict=True)):
+            index = rollout_id * self.batch_size + position
+            groups.append([to_slime_sample(self.sample_cls, sample, index=index, layout=self.layout, facts=fact)])
+            if self.config.teacher.topk and sample.teacher_topk_ids is not None:
+                topk_rows[index] = (sample.teacher_topk_ids, sample.teacher_topk_log_probs)
+        if self.config.teacher.topk:
+            topk_channel.write_step(self.config.teacher.topk_dir, rollout_id, topk_rows)
+            topk_channel.prune(self.config.teacher.topk_dir, rollout_id)
+        self._pending[rollout_id] = [s.sample_id for s in kept]
+        self._last_groups = groups
+        stats = self.journal.stats()
+        metrics = rollout_metrics(
+            kept,
+            facts,
+            now=self.clock(),
+            current_version=self._version,
+            wait_s=self.clock() - started,
+            ready_after=stats.samples_by_state.get("ready", 0),
+            skipped=skipped,
+        )
+        if self.services is not None:
+            metrics.update(self.services.metrics())
+        return StepResult(groups, metrics)
+
+    def _facts(self, sample: TrainingSample) -> TurnFacts:
+        record = self.journal.get(f"{sample.session_id}:{sample.turn_index}")
+        if record is None:
+            return TurnFacts()
+        return TurnFacts(finish_reason=record.turn.finish_reason, created_at=record.turn.created_at)
+
+    def _ack_trained(self, rollout_id: int) -> None:
+        for step in sorted(self._pending):
+            if step <= rollout_id - ACK_LAG_STEPS:
+                self.journal.ack(self._pending.pop(step))
+
+    def evaluate(self) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+        """Eval data (judge scores of the last step's samples) and journal metrics."""
+        stats = self.journal.stats()
+        metrics = {f"openclaw/journal_samples_{k}": float(v) for k, v in stats.samples_by_state.items()}
+        metrics["openclaw/judge_lag_s"] = float(stats.judge_lag_seconds)
+        samples = [group[0] for group in self._last_groups]
+        if not samples:
+            return {}, metrics
+        rewards = [float(s.metadata["openclaw"]["judge_reward"]) for s in samples]
+        truncated = [s.status == self.sample_cls.Status.TRUNCATED for s in samples]
+        return {"openclaw_live": {"rewards": rewards, "truncated": truncated, "samples": samples}}, metrics
+
+    def close(self) -> None:
+        """Give leased, untrained samples back and stop the services."""
+        pending = [sid for ids in self._pending.values() for sid in ids]
+        self._pending.clear()
+        if pending:
+            self.journal.nack(pending)
+        if self.services is not None:
+            self.services.close()
+        closer = getattr(self.journal, "close", None)
+        if closer is not None:
+            closer()
+
+
+_LOCK = threading.Lock()
+_RUNTIME: LiveRollout | None = None
+
+
+def _start_runtime(args: Any) -> LiveRollout:
+    from slime.utils.types import Sample
+
+    from slime_openclaw.slime.services import open_journal, start_services
+
+    config = OpenClawConfig.from_args(args)
+    if getattr(args, "n_samples_per_prompt", 1) != 1:
+        raise ConfigError("live traffic gives one sample per turn: run slime with --n-samples-per-prompt 1")
+    journal = open_journal(config)
+    services = start_services(config, args, journal)
+    return LiveRollout(config, journal, Sample, int(args.rollout_batch_size), services=services)
+
+
+def runtime(args: Any) -> LiveRollout:
+    """This process's ``LiveRollout``, created (and its services started) on first use."""
+    global _RUNTIME
+    with _LOCK:
+        if _RUNTIME is None:
+            _RUNTIME = _start_runtime(args)
+        return _RUNTIME
+
+
+def shutdown() -> None:
+    """Stop this process's runtime, if any (tests, and interpreter exit)."""
+    global _RUNTIME
+    with _LOCK:
+        current, _RUNTIME = _RUNTIME, None
+    if current is not None:
+        current.close()
+
+
+def generate_rollout(args, rollout_id, data_source, evaluation=False):
+    """slime rollout function: a train step of live samples, or a live evaluation."""
+    from slime.rollout.base_types import RolloutFnEvalOutput, RolloutFnTrainOutput
+
+    live = runtime(args)
+    if evaluation:
+        data, metrics = live.evaluate()
+        return RolloutFnEvalOutput(data=data, metrics=metrics)
+    result = live.train_step(int(rollout_id))
+    return RolloutFnTrainOutput(samples=result.groups, metrics=result.metrics)
