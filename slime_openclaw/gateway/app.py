@@ -1,0 +1,216 @@
+"""The gateway's aiohttp application, built from its dependencies: ``make_app(deps)``.
+
+Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
+``GET /healthz`` and ``GET /metrics``. One middleware turns every failure into an
+OpenAI-style error body with a deliberate status (400/401/404/413/429/502, 500 for bugs,
+without traceback), counts requests, and checks the bearer token. Back-pressure: more than
+``max_concurrency`` chat completions in flight get 429 with ``Retry-After``. A background
+task ends idle sessions.
+
+The app knows nothing of how the engine, the recorder or the codec are built: see
+gateway/serve.py for the command line and process wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from slime_openclaw.engine.protocol import Engine
+from slime_openclaw.errors import NotFoundError, OpenClawError, OverloadedError, RequestError
+from slime_openclaw.gateway.auth import check_bearer
+from slime_openclaw.gateway.chat import ChatService, ChatSettings
+from slime_openclaw.gateway.codec import ChatCodec
+from slime_openclaw.gateway.metrics import GatewayMetrics
+from slime_openclaw.gateway.recording import TurnBook, turn_context
+from slime_openclaw.gateway.sessions import SessionTable
+from slime_openclaw.gateway.wire import parse_chat_request, parse_json_body
+from slime_openclaw.journal.base import TurnRecorder
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything about the gateway that is a setting rather than a dependency."""
+
+    served_model_name: str
+    """The one model name clients may ask for (``/v1/models`` lists it)."""
+    api_key: str | None = None
+    """When set, every endpoint but ``/healthz`` requires ``Authorization: Bearer <key>``."""
+    max_concurrency: int = 256
+    """Chat completions in flight at most; more get 429."""
+    retry_after: float = 1.0
+    """Seconds suggested in ``Retry-After`` on 429."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Larger request bodies get 413."""
+    session_ttl: float = 1800.0
+    """Idle seconds after which a session ends."""
+    max_sessions: int = 10_000
+    """Open sessions at most (least recently active ends first)."""
+    check_token_continuity: bool = True
+    """Also require token-level continuity for a next state (see gateway/sessions.py)."""
+    health_timeout: float = 2.0
+    """Seconds ``/healthz`` waits for the engine."""
+    chat: ChatSettings = field(default_factory=ChatSettings)
+
+
+@dataclass
+class GatewayDeps:
+    """The gateway's dependencies, each the narrow slice it uses."""
+
+    engine: Engine
+    recorder: TurnRecorder
+    codec: ChatCodec
+    config: GatewayConfig
+    clock: Callable[[], float] = time.time
+    """Wall clock (turn timestamps, session TTLs)."""
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+
+
+GATEWAY_KEY = web.AppKey("gateway", object)
+
+
+@dataclass
+class _Gateway:
+    deps: GatewayDeps
+    service: ChatService
+    book: TurnBook
+    started: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.deps.config
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self.deps.metrics
+
+    async def chat_completions(self, http: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        request = parse_chat_request(parse_json_body(await http.read()))
+        if request.model != self.config.served_model_name:
+            raise NotFoundError(f"model '{request.model}' does not exist; this gateway serves "
+                                f"'{self.config.served_model_name}'", param="model")
+        context = turn_context(http.headers, request)
+        if self.metrics.in_flight >= self.config.max_concurrency:
+            self.metrics.overloaded += 1
+            raise OverloadedError("too many requests in flight; retry shortly", retry_after=self.config.retry_after)
+        self.metrics.in_flight += 1
+        try:
+            exchange = self.service.prepare(request, context, started)
+            return await self.service.complete(http, exchange)
+        finally:
+            self.metrics.in_flight -= 1
+            self.metrics.latency.observe(time.monotonic() - started)
+
+    async def models(self, http: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": [self._model_card()]})
+
+    async def model(self, http: web.Request) -> web.StreamResponse:
+        if http.match_info["model"] != self.config.served_model_name:
+            raise NotFoundError(f"model '{http.match_info['model']}' does not exist", param="model")
+        return web.json_response(self._model_card())
+
+    def _model_card(self) -> dict:
+        return {"id": self.config.served_model_name, "object": "model", "created": self.started,
+                "owned_by": "slime-openclaw"}
+
+    async def healthz(self, http: web.Request) -> web.StreamResponse:
+        try:
+            healthy = await asyncio.wait_for(self.deps.engine.health(), self.config.health_timeout)
+        except (OpenClawError, OSError, asyncio.TimeoutError):
+            healthy = False
+        body = {"status": "ok" if healthy else "engine_unavailable", "engine": healthy,
+                "in_flight": self.metrics.in_flight, "sessions_open": len(self.book.sessions)}
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def metrics_text(self, http: web.Request) -> web.StreamResponse:
+        self.metrics.sessions_open = len(self.book.sessions)
+        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def sweep_sessions(self, app: web.Application) -> AsyncIterator[None]:
+        """Background task (cleanup context): end idle sessions periodically."""
+        period = max(0.05, min(self.config.session_ttl / 4, 30.0))
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(period)
+                self.book.expire()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _endpoint(http: web.Request) -> str:
+    resource = http.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _error_response(error: OpenClawError) -> web.Response:
+    headers = {}
+    if isinstance(error, OverloadedError):
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return web.json_response(error.to_openai(), status=error.status, headers=headers)
+
+
+def _middleware(gateway: _Gateway) -> Any:
+    @web.middleware
+    async def middleware(http: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if http.path != "/healthz":
+                check_bearer(http.headers.get("Authorization"), gateway.config.api_key)
+            response = await handler(http)
+        except OpenClawError as exc:
+            response = _error_response(exc)
+        except web.HTTPRequestEntityTooLarge:
+            response = _error_response(RequestError(
+                f"request body larger than {gateway.config.max_body_bytes} bytes", status=413,
+                code="request_too_large"))
+        except web.HTTPException as exc:  # routing: unknown path, wrong method
+            error = RequestError(f"{http.method} {http.path}: {exc.reason}", status=exc.status, code="not_found"
+                                 if exc.status == 404 else "method_not_allowed")
+            response = _error_response(error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug: the client gets a generic 500, the log gets the traceback
+            log.exception("unhandled error on %s %s", http.method, http.path)
+            response = _error_response(OpenClawError("internal error in the gateway"))
+        gateway.metrics.requests[(_endpoint(http), response.status)] += 1
+        return response
+
+    return middleware
+
+
+def make_app(deps: GatewayDeps) -> web.Application:
+    """Build the gateway application from its dependencies."""
+    config = deps.config
+    book = TurnBook(
+        recorder=deps.recorder,
+        sessions=SessionTable(ttl=config.session_ttl, max_sessions=config.max_sessions),
+        metrics=deps.metrics,
+        clock=deps.clock,
+        check_token_continuity=config.check_token_continuity,
+    )
+    service = ChatService(deps.engine, deps.codec, book, deps.metrics, config.served_model_name, config.chat)
+    gateway = _Gateway(deps, service, book)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_middleware(gateway)])
+    app[GATEWAY_KEY] = gateway
+    app.router.add_post("/v1/chat/completions", gateway.chat_completions)
+    app.router.add_get("/v1/models", gateway.models)
+    app.router.add_get("/v1/models/{model}", gateway.model)
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/metrics", gateway.metrics_text)
+    app.cleanup_ctx.append(gateway.sweep_sessions)
+    return app

@@ -1,0 +1,232 @@
+"""``POST /v1/chat/completions``: render, generate (resuming through aborts), parse, answer, record.
+
+The prompt is rendered to token ids here, generation runs on those ids, and the reply is
+parsed from the exact generated ids, so the recorded turn holds precisely what the engine
+produced. Streaming sends SSE chunks as tokens arrive; the response headers are sent only
+once the engine produced its first tokens, so an engine that is down still gets a plain
+502. Errors after that point end the stream with an SSE ``error`` event and ``[DONE]``.
+The turn is recorded before the final chunk leaves, so a client's next request always
+finds it.
+
+Request validation is gateway/wire.py, response shapes gateway/responses.py, sessions
+and recording gateway/recording.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from slime_openclaw.engine.protocol import Engine, SamplingParams
+from slime_openclaw.errors import EngineError, OpenClawError, RequestError
+from slime_openclaw.gateway import responses as R
+from slime_openclaw.gateway.codec import ChatCodec, MessageDelta, StreamParser
+from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
+from slime_openclaw.gateway.metrics import GatewayMetrics
+from slime_openclaw.gateway.recording import GeneratedTurn, TurnBook, TurnContext
+from slime_openclaw.gateway.sessions import Assignment
+from slime_openclaw.gateway.wire import ChatRequest
+from slime_openclaw.types import Message
+
+log = logging.getLogger(__name__)
+
+_ENGINE_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """Limits of the chat endpoint."""
+
+    default_max_tokens: int = 1024
+    """Completion budget when the request gives none."""
+    max_context_tokens: int | None = None
+    """Prompt plus completion at most (None: unchecked, the engine decides)."""
+    resume: ResumePolicy = field(default_factory=ResumePolicy)
+
+
+@dataclass
+class _Exchange:
+    """The state of one request while it is served."""
+
+    request: ChatRequest
+    context: TurnContext
+    cid: str
+    created: int
+    started: float
+    prompt_ids: tuple[int, ...]
+    generation: ResumableGeneration
+    parser: StreamParser
+    trimmer: R.StopTrimmer
+    seen_first: bool = False
+
+
+@dataclass
+class ChatService:
+    """Serves chat completions over an engine; one per app."""
+
+    engine: Engine
+    codec: ChatCodec
+    book: TurnBook
+    metrics: GatewayMetrics
+    model_name: str
+    settings: ChatSettings = field(default_factory=ChatSettings)
+    monotonic: Callable[[], float] = time.monotonic
+
+    def prepare(self, request: ChatRequest, context: TurnContext, started: float) -> _Exchange:
+        """Render the prompt and set up generation (raises ``RequestError`` for bad input)."""
+        prompt_ids = tuple(self.codec.render_ids(request.messages, request.render_tools))
+        budget = request.max_tokens or self.settings.default_max_tokens
+        limit = self.settings.max_context_tokens
+        if limit is not None:
+            if len(prompt_ids) >= limit:
+                raise RequestError(f"the prompt has {len(prompt_ids)} tokens; this model's context is {limit}",
+                                   code="context_length_exceeded", param="messages")
+            budget = min(budget, limit - len(prompt_ids))
+        sampling = SamplingParams(
+            temperature=request.temperature, top_p=request.top_p, max_new_tokens=budget, stop=request.stop,
+            stop_token_ids=self.codec.stop_token_ids, skip_special_tokens=False, no_stop_trim=True,
+        )
+        cid = R.completion_id()
+        generation = ResumableGeneration(self.engine, prompt_ids, sampling, request_id=cid,
+                                         policy=self.settings.resume, on_resume=self._count_resume)
+        return _Exchange(request, context, cid, int(time.time()), started, prompt_ids, generation,
+                         self.codec.new_parser(), R.StopTrimmer(request.stop))
+
+    async def complete(self, http: web.Request, ex: _Exchange) -> web.StreamResponse:
+        """Serve the exchange (streamed or not) and record it."""
+        assignment = self.book.open(ex.context, ex.request.messages, ex.prompt_ids) if ex.context.train else None
+        tokens = _guard(ex.generation.run())
+        if not ex.request.stream:
+            async for ids in tokens:
+                self._first_token(ex)
+                ex.parser.feed(ids)
+            message = self._finish(ex, assignment)
+            body = R.chat_completion(
+                cid=ex.cid, created=ex.created, model=self.model_name, message=message,
+                finish_reason=self._client_finish(ex, message), usage_obj=self._usage(ex),
+                logprobs=self._logprobs(ex, ex.generation.output_ids, ex.generation.log_probs),
+            )
+            return web.json_response(body)
+        return await self._stream(http, ex, tokens, assignment)
+
+    async def _stream(self, http: web.Request, ex: _Exchange, tokens: AsyncIterator[tuple[int, ...]],
+                      assignment: Assignment | None) -> web.StreamResponse:
+        first = await anext(tokens, None)  # engine failures before this point are plain HTTP errors
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(http)
+        head = R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta={"role": "assistant", "content": ""})
+        try:
+            await response.write(R.sse(head) + (self._chunks(ex, first) if first else b""))
+            async for ids in tokens:
+                await response.write(self._chunks(ex, ids))
+            message = self._finish(ex, assignment)
+            tail = R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta={},
+                           finish_reason=self._client_finish(ex, message))
+            data = R.sse(tail)
+            if ex.request.include_usage:
+                data += R.sse(R.usage_chunk(cid=ex.cid, created=ex.created, model=self.model_name,
+                                            usage_obj=self._usage(ex)))
+            await response.write(data + R.SSE_DONE)
+        except ConnectionError:
+            log.info("client went away during stream %s", ex.cid)
+            return response
+        except OpenClawError as exc:
+            self.metrics.stream_errors += 1
+            log.warning("stream %s ended by %s: %s", ex.cid, type(exc).__name__, exc.message)
+            await _write_quietly(response, R.sse_error(exc) + R.SSE_DONE)
+        except Exception:  # a bug after the headers went out: still end the stream properly
+            self.metrics.stream_errors += 1
+            log.exception("stream %s failed", ex.cid)
+            await _write_quietly(response, R.sse_error(OpenClawError("internal error in the gateway")) + R.SSE_DONE)
+        await response.write_eof()
+        return response
+
+    def _chunks(self, ex: _Exchange, ids: tuple[int, ...]) -> bytes:
+        self._first_token(ex)
+        deltas = [d for d in (self._visible(ex, d) for d in ex.parser.feed(ids)) if d]
+        logprobs = self._logprobs(ex, ids, ex.generation.log_probs[len(ex.generation.log_probs) - len(ids):])
+        if not deltas:
+            if logprobs is None:
+                return b""
+            deltas = [{}]
+        out = []
+        for i, delta in enumerate(deltas):
+            out.append(R.sse(R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta=delta,
+                                     logprobs=logprobs if i == 0 else None)))
+        return b"".join(out)
+
+    @staticmethod
+    def _visible(ex: _Exchange, delta: MessageDelta) -> dict:
+        out: dict = {}
+        if delta.reasoning_content:
+            out["reasoning_content"] = delta.reasoning_content
+        if delta.content:
+            text = ex.trimmer.feed(delta.content)
+            if text:
+                out["content"] = text
+        if delta.tool_calls:
+            out["tool_calls"] = [c.to_openai() for c in delta.tool_calls]
+        return out
+
+    def _finish(self, ex: _Exchange, assignment: Assignment | None) -> Message:
+        """Build the final message, record the turn, account usage."""
+        message = dict(ex.parser.finish())
+        if ex.request.stop and message.get("content"):
+            trimmer = R.StopTrimmer(ex.request.stop)
+            message["content"] = trimmer.feed(message["content"]) + trimmer.flush()
+        gen = ex.generation
+        assert gen.finish_reason is not None
+        self.metrics.prompt_tokens += len(ex.prompt_ids)
+        self.metrics.completion_tokens += len(gen.output_ids)
+        if assignment is not None:
+            generated = GeneratedTurn(
+                prompt_ids=ex.prompt_ids, response_ids=tuple(gen.output_ids), log_probs=tuple(gen.log_probs),
+                weight_versions=tuple(gen.weight_versions), finish_reason=gen.finish_reason, message=message,
+                sampling={**ex.request.sampling_summary(), "max_new_tokens": gen.sampling.max_new_tokens},
+            )
+            self.book.close(assignment, ex.request, generated, session_done=ex.context.session_done)
+        log.info("served %s: %d prompt + %d completion tokens, %d resumes, %.3fs", ex.cid, len(ex.prompt_ids),
+                 len(gen.output_ids), gen.resumes, self.monotonic() - ex.started)
+        return message
+
+    def _client_finish(self, ex: _Exchange, message: Message) -> str:
+        assert ex.generation.finish_reason is not None
+        return R.client_finish_reason(ex.generation.finish_reason, bool(message.get("tool_calls")))
+
+    def _usage(self, ex: _Exchange) -> dict[str, int]:
+        return R.usage(len(ex.prompt_ids), len(ex.generation.output_ids))
+
+    def _logprobs(self, ex: _Exchange, ids: Sequence[int], log_probs: Sequence[float]) -> dict | None:
+        if not ex.request.logprobs:
+            return None
+        return R.logprobs_content(ids, log_probs, self.codec.token_text)
+
+    def _first_token(self, ex: _Exchange) -> None:
+        if not ex.seen_first:
+            ex.seen_first = True
+            self.metrics.first_token.observe(self.monotonic() - ex.started)
+
+    def _count_resume(self) -> None:
+        self.metrics.resumes += 1
+
+
+async def _guard(tokens: AsyncIterator[tuple[int, ...]]) -> AsyncIterator[tuple[int, ...]]:
+    """Turn transport failures of the engine into ``EngineError``."""
+    try:
+        async for ids in tokens:
+            yield ids
+    except _ENGINE_FAILURES as exc:
+        raise EngineError(f"engine request failed: {type(exc).__name__}") from exc
+
+
+async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+    try:
+        await response.write(data)
+    except ConnectionError:
+        log.info("client went away before the error event")

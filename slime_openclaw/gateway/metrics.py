@@ -1,0 +1,109 @@
+"""Gateway metrics in the Prometheus text exposition format, written by hand (no client library).
+
+Counters and gauges live in one ``GatewayMetrics`` object owned by the app (no process-global
+registry, so tests and several apps in one process never share state). It records numbers
+only, never request text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+@dataclass
+class Histogram:
+    """A cumulative-bucket histogram (``_bucket``, ``_sum``, ``_count``)."""
+
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * len(self.buckets)
+
+    def observe(self, value: float) -> None:
+        """Add one observation."""
+        self.total += value
+        self.count += 1
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+
+    def lines(self, name: str) -> list[str]:
+        """Exposition lines for this histogram."""
+        out, running = [], 0
+        for bound, n in zip(self.buckets, self.counts, strict=True):
+            running += n
+            out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
+        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
+        out.append(f"{name}_sum {self.total:.6f}")
+        out.append(f"{name}_count {self.count}")
+        return out
+
+
+@dataclass
+class GatewayMetrics:
+    """Everything ``GET /metrics`` reports."""
+
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    """(endpoint, HTTP status) -> count."""
+    latency: Histogram = field(default_factory=Histogram)
+    """Seconds from request arrival to the last byte of a chat completion."""
+    first_token: Histogram = field(default_factory=Histogram)
+    """Seconds from request arrival to the first generated token."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    in_flight: int = 0
+    resumes: int = 0
+    """Resubmissions after an engine abort (weight updates)."""
+    turns_recorded: int = 0
+    next_states: Counter[str] = field(default_factory=Counter)
+    """Next states attached, by kind, plus ``break`` for recorded continuity breaks."""
+    sessions_open: int = 0
+    overloaded: int = 0
+    stream_errors: int = 0
+    recorder_errors: int = 0
+    """Recorder calls that raised (the answer was served; the turn may be missing)."""
+
+    def render(self) -> str:
+        """The exposition text."""
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[str]) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(samples)
+
+        metric("openclaw_gateway_requests_total", "counter", "HTTP requests by endpoint and status.",
+               [f'openclaw_gateway_requests_total{{endpoint="{e}",status="{s}"}} {n}'
+                for (e, s), n in sorted(self.requests.items())])
+        metric("openclaw_gateway_request_seconds", "histogram", "Chat completion latency.",
+               self.latency.lines("openclaw_gateway_request_seconds"))
+        metric("openclaw_gateway_first_token_seconds", "histogram", "Time to first generated token.",
+               self.first_token.lines("openclaw_gateway_first_token_seconds"))
+        metric("openclaw_gateway_prompt_tokens_total", "counter", "Prompt tokens sent to the engine.",
+               [f"openclaw_gateway_prompt_tokens_total {self.prompt_tokens}"])
+        metric("openclaw_gateway_completion_tokens_total", "counter", "Tokens generated.",
+               [f"openclaw_gateway_completion_tokens_total {self.completion_tokens}"])
+        metric("openclaw_gateway_in_flight", "gauge", "Chat completions being served.",
+               [f"openclaw_gateway_in_flight {self.in_flight}"])
+        metric("openclaw_gateway_resumes_total", "counter", "Generations resumed after an engine abort.",
+               [f"openclaw_gateway_resumes_total {self.resumes}"])
+        metric("openclaw_gateway_turns_recorded_total", "counter", "Turns handed to the recorder.",
+               [f"openclaw_gateway_turns_recorded_total {self.turns_recorded}"])
+        metric("openclaw_gateway_next_states_total", "counter", "Next states attached, by kind.",
+               [f'openclaw_gateway_next_states_total{{kind="{k}"}} {n}' for k, n in sorted(self.next_states.items())])
+        metric("openclaw_gateway_sessions_open", "gauge", "Open sessions.",
+               [f"openclaw_gateway_sessions_open {self.sessions_open}"])
+        metric("openclaw_gateway_overloaded_total", "counter", "Requests refused with 429.",
+               [f"openclaw_gateway_overloaded_total {self.overloaded}"])
+        metric("openclaw_gateway_stream_errors_total", "counter", "Streams ended by an error event.",
+               [f"openclaw_gateway_stream_errors_total {self.stream_errors}"])
+        metric("openclaw_gateway_recorder_errors_total", "counter", "Recorder calls that failed.",
+               [f"openclaw_gateway_recorder_errors_total {self.recorder_errors}"])
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,176 @@
+"""From served requests to recorded turns: session headers, next states, session ends.
+
+``TurnBook`` is the bridge between the session table (which decides continuity) and the
+``TurnRecorder`` (the journal seam): when a request arrives it assigns the session and
+attaches the previous turn's next state; when the answer is complete it records the turn
+token-exactly and makes it the session's pending turn; when sessions end (``X-Session-Done``,
+idle TTL, capacity) it closes their pending turns with a SESSION_END next state. A side
+turn is recorded and discarded at once (never trained); ``X-OpenClaw-Train: off`` requests
+are served but never reach this module's recorder.
+
+A recorder failure is logged (turn key only, never text) and counted; it never fails a
+request that was already answered by the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slime_openclaw.errors import RequestError
+from slime_openclaw.gateway.metrics import GatewayMetrics
+from slime_openclaw.gateway.sessions import Assignment, PendingTurn, SessionTable, next_state_for, session_end
+from slime_openclaw.gateway.wire import ChatRequest
+from slime_openclaw.journal.base import TurnRecorder
+from slime_openclaw.types import FinishReason, Message, NextState, NextStateKind, Turn, TurnType
+
+log = logging.getLogger(__name__)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the request's headers and body say about its session."""
+
+    session_id: str | None = None
+    matched_by: str = "history"
+    turn_type: TurnType | None = None
+    train: bool = True
+    """False for ``X-OpenClaw-Train: off``: serve, never record."""
+    session_done: bool = False
+    """``X-Session-Done: 1``: the session ends after this turn."""
+
+
+def turn_context(headers: Mapping[str, str], request: ChatRequest) -> TurnContext:
+    """Read ``X-Session-Id``, ``X-Turn-Type``, ``X-Session-Done`` and ``X-OpenClaw-Train``."""
+    session_id, matched_by = headers.get("X-Session-Id") or None, "header"
+    if session_id is None:
+        session_id, matched_by = request.metadata_session_id or request.user, "body"
+    raw_type = (headers.get("X-Turn-Type") or "").strip().lower()
+    if raw_type and raw_type not in ("main", "side"):
+        raise RequestError("X-Turn-Type must be 'main' or 'side'", param="X-Turn-Type")
+    return TurnContext(
+        session_id=session_id,
+        matched_by=matched_by if session_id else "history",
+        turn_type=TurnType(raw_type) if raw_type else None,
+        train=_flag(headers, "X-OpenClaw-Train", default=True),
+        session_done=_flag(headers, "X-Session-Done", default=False),
+    )
+
+
+def _flag(headers: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = (headers.get(name) or "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise RequestError(f"{name} must be 1/0, true/false or on/off", param=name)
+
+
+@dataclass(frozen=True)
+class GeneratedTurn:
+    """What generation produced for one request, token-exactly."""
+
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+    log_probs: tuple[float, ...]
+    weight_versions: tuple[int, ...]
+    finish_reason: FinishReason
+    message: Message
+    """The assistant message the client got."""
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TurnBook:
+    """Assigns sessions, attaches next states and records turns."""
+
+    recorder: TurnRecorder
+    sessions: SessionTable
+    metrics: GatewayMetrics
+    clock: Callable[[], float] = time.time
+    check_token_continuity: bool = True
+    """Require the previous prompt + response ids to prefix the new prompt ids."""
+
+    def open(self, context: TurnContext, messages: Sequence[Message], prompt_ids: Sequence[int]) -> Assignment:
+        """Assign the request to a session; attach the previous turn's next state, if any."""
+        now = self.clock()
+        self._end_all(self.sessions.expire(now), now)
+        assignment, ended = self.sessions.assign(
+            messages, context.session_id, context.turn_type, now, matched_by=context.matched_by
+        )
+        self._end_all(ended, now)
+        self.metrics.sessions_open = len(self.sessions)
+        if assignment.previous is not None:
+            state = next_state_for(assignment.previous, messages, prompt_ids, now,
+                                   check_tokens=self.check_token_continuity)
+            self._attach(assignment.previous.turn_key, state)
+        return assignment
+
+    def close(self, assignment: Assignment, request: ChatRequest, generated: GeneratedTurn,
+              *, session_done: bool) -> Turn:
+        """Record the served turn; it becomes the session's pending turn (main) or is discarded (side)."""
+        now = self.clock()
+        turn = Turn(
+            session_id=assignment.session_id,
+            turn_index=assignment.turn_index,
+            turn_type=assignment.turn_type,
+            messages=request.messages,
+            tools=request.tools,
+            prompt_ids=generated.prompt_ids,
+            response_ids=generated.response_ids,
+            response_log_probs=generated.log_probs,
+            weight_versions=generated.weight_versions,
+            finish_reason=generated.finish_reason,
+            response_message=generated.message,
+            sampling=generated.sampling,
+            model=request.model,
+            created_at=now,
+        )
+        if not self._call("record_turn", turn.key, lambda: self.recorder.record_turn(turn)):
+            return turn
+        self.metrics.turns_recorded += 1
+        if assignment.turn_type is TurnType.SIDE:
+            self._call("discard", turn.key, lambda: self.recorder.discard(turn.key, "side turn"))
+        else:
+            pending = PendingTurn.build(turn.key, (*request.messages, generated.message),
+                                        generated.prompt_ids + generated.response_ids)
+            displaced = self.sessions.complete(assignment.session_id, pending, now)
+            if displaced is not None:
+                self._attach(displaced.turn_key, NextState(
+                    kind=NextStateKind.SESSION_END, continuous=False, observed_at=now,
+                    break_reason="superseded by a concurrent turn of the same session"))
+        if session_done:
+            self._end_all([p for p in [self.sessions.end(assignment.session_id)] if p is not None], now)
+        self.metrics.sessions_open = len(self.sessions)
+        return turn
+
+    def expire(self) -> None:
+        """End idle sessions now (the app's sweeper calls this periodically)."""
+        now = self.clock()
+        self._end_all(self.sessions.expire(now), now)
+        self.metrics.sessions_open = len(self.sessions)
+
+    def _end_all(self, ended: Sequence[PendingTurn], now: float) -> None:
+        for pending in ended:
+            self._attach(pending.turn_key, session_end(now))
+
+    def _attach(self, turn_key: str, state: NextState) -> None:
+        if self._call("attach_next_state", turn_key, lambda: self.recorder.attach_next_state(turn_key, state)):
+            self.metrics.next_states["break" if not state.continuous else state.kind.value] += 1
+
+    def _call(self, what: str, turn_key: str, call: Callable[[], None]) -> bool:
+        try:
+            call()
+        except Exception:  # the answer is served already; a journal failure must not undo it
+            log.exception("recorder.%s failed for turn %s", what, turn_key)
+            self.metrics.recorder_errors += 1
+            return False
+        return True
