@@ -16,7 +16,7 @@ and ``teacher_log_probs``, per sample only the reward. This module fixes how our
   rows as "no teacher" and makes the OPD term exactly zero; slime's own metric on the
   field stays meaningful (no NaN sentinel). Method ``opd`` uses slime's built-in
   ``--use-opd``, which has no such test, so there every sample must have a teacher and
-  samples without one are skipped (``skipped_no_teacher``).
+  samples without one are skipped (metric ``openclaw/skipped``, with stale ones).
 - ``index`` and ``rollout_id`` are unique per sample (``rollout_step * batch + i``): each
   live turn is its own rollout and its own group (``n_samples_per_prompt = 1``);
   ``sample_indices`` in the trainer are these indices (the top-K store is keyed by them).
@@ -184,7 +184,7 @@ def rollout_metrics(
         "openclaw/sample_age_max_s": max(ages) if ages else 0.0,
         "openclaw/queue_wait_s": wait_s,
         "openclaw/queue_ready_after": float(ready_after),
-        "openclaw/skipped_no_teacher": float(skipped),
+        "openclaw/skipped": float(skipped),
     }
     versions = [min(s.weight_versions) for s in samples if s.weight_versions]
     if current_version is not None and versions:
