@@ -56,6 +56,7 @@ def make_turn(
     turn_type: TurnType = TurnType.MAIN,
     sampling: dict[str, Any] | None = None,
     tools: Sequence[dict[str, Any]] = (),
+    prompt_ids: Sequence[int] = (1, 5, 6, 7),
 ) -> Turn:
     """A recorded turn with consistent per-token arrays."""
     n = len(response_ids)
@@ -65,7 +66,7 @@ def make_turn(
         turn_type=turn_type,
         messages=tuple(messages),
         tools=tuple(tools),
-        prompt_ids=(1, 5, 6, 7),
+        prompt_ids=tuple(prompt_ids),
         response_ids=tuple(response_ids),
         response_log_probs=tuple(-0.5 - 0.1 * i for i in range(n)),
         weight_versions=(3,) * n,
@@ -85,3 +86,41 @@ def tool_next(*contents: str) -> NextState:
     """A next state made of tool results."""
     messages = tuple({"role": "tool", "tool_call_id": f"c{i}", "content": c} for i, c in enumerate(contents))
     return NextState(kind=NextStateKind.TOOL, messages=messages, observed_at=2.0)
+
+
+class CharRenderer:
+    """``ChatRenderer`` stand-in: one id per character of the messages' JSON (deterministic)."""
+
+    def render_ids(self, messages: Sequence[Message], tools: Any = None, add_generation_prompt: bool = True) -> list[int]:
+        import json
+
+        text = json.dumps(list(messages), sort_keys=True) + ("<gen>" if add_generation_prompt else "")
+        return [ord(c) % 997 for c in text]
+
+
+class ScoringEngine:
+    """``Engine`` stand-in for scoring calls, with SGLang's input log-prob alignment (entry 0 is
+    a None pad; entry j >= 1 scores ``input_ids[start + j]``) and a deterministic "model"."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.requests: list[Any] = []
+
+    @staticmethod
+    def log_prob(position: int, token: int) -> float:
+        return -0.01 * ((position * 31 + token) % 97) - 0.001
+
+    async def generate(self, request: Any) -> Any:
+        from slime_openclaw.engine.protocol import GenerateOutput
+        from slime_openclaw.errors import EngineError
+
+        self.requests.append(request)
+        await asyncio.sleep(0)
+        if self.fail:
+            raise EngineError("engine unreachable")
+        ids, start = request.input_ids, request.logprob_start_len
+        values = (None,) + tuple(self.log_prob(p, ids[p]) for p in range(start + 1, len(ids)))
+        return GenerateOutput(
+            output_ids=(), output_log_probs=(), finish_reason=FinishReason.LENGTH, weight_version=7,
+            prompt_tokens=len(ids), input_log_probs=values,
+        )

@@ -11,12 +11,14 @@ giving ``teacher_prompt_ids``.
 
 Scoring is one ``/generate`` call with ``input_ids = teacher_prompt_ids + response_ids``,
 ``max_new_tokens = 0``, ``return_logprob = True``, ``logprob_start_len =
-len(teacher_prompt_ids)`` and, with top-K, ``top_logprobs_num = K``. Input log-prob ``j``
-(protocol: position ``logprob_start_len + j``) is the log-prob of that input token given
-every token before it, so entry ``j`` is the teacher log-prob of ``response_ids[j]``. The
-position-0 off-by-one never arises because the teacher prompt is never empty. We still take
-the trailing ``len(response_ids)`` entries, so an engine that returns extra leading positions
-stays aligned; fewer entries, or a missing value inside the span, is an error.
+len(teacher_prompt_ids) - 1`` and, with top-K, ``top_logprobs_num = K``. The off-by-one:
+SGLang never returns a log-prob for the token *at* ``logprob_start_len`` (it computes
+log-probs from the logits at positions ``s..L-2``, i.e. for tokens ``s+1..L-1``; the entry
+for token ``s`` is a ``None`` pad, or absent in older releases). Starting one position before
+the response therefore covers every response token, and the trailing ``len(response_ids)``
+entries are exactly ``log p(response_ids[j] | teacher_prompt + response_ids[:j])`` under
+either convention. Fewer entries, or a missing value inside the span, is an error; a test
+checks the alignment against the model's own forward pass through the embedded engine.
 
 Temperature: by default the turn's own sampling temperature (the student's log-prob
 convention of engine/protocol.py, so teacher and rollout log-probs are comparable); a fixed
@@ -145,12 +147,12 @@ class TeacherScorer:
         return self.renderer.render_ids(messages, tools=tools, add_generation_prompt=True)
 
     def request(self, prompt_ids: list[int], turn: Turn) -> GenerateRequest:
-        """The scoring request: prompt + response, nothing generated, log-probs from the response on."""
+        """The scoring request: prompt + response, nothing generated, log-probs covering the response."""
         return GenerateRequest(
             input_ids=tuple(prompt_ids) + tuple(turn.response_ids),
             sampling=SamplingParams(temperature=self.temperature_for(turn), max_new_tokens=0),
             return_logprob=True,
-            logprob_start_len=len(prompt_ids),
+            logprob_start_len=len(prompt_ids) - 1,
             top_logprobs_num=max(self.top_k, 0),
         )
 
