@@ -5,6 +5,9 @@
 re-tokenizing. Neither knows about HTTP, engines or training.
 """
 
+from slime_openclaw.chat.parsing import ParsedDelta, ParsedMessage, ResponseParser, ToolCallDelta
 from slime_openclaw.chat.template import CHAT_TEMPLATE, ChatRenderer, stop_token_ids
 
-__all__ = ["CHAT_TEMPLATE", "ChatRenderer", "stop_token_ids"]
+__all__ = [
+    "CHAT_TEMPLATE", "ChatRenderer", "ParsedDelta", "ParsedMessage", "ResponseParser", "ToolCallDelta", "stop_token_ids",
+]

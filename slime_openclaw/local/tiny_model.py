@@ -203,6 +203,7 @@ def make_tiny_model(out_dir: str | os.PathLike[str], *, seed: int = 0, spec: Tin
         "do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
     })
     save_file(_init_weights(config, seed), str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "model.safetensors").chmod(0o644)  # safetensors writes 0600; a checkpoint is meant to be shared
     return out
 
 
@@ -230,6 +231,7 @@ def ensure_default_model(*, seed: int = 0, spec: TinyModelSpec = TinyModelSpec()
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         make_tiny_model(staging, seed=seed, spec=spec)
+        staging.chmod(0o755)  # mkdtemp made it 0700
         try:
             os.rename(staging, final)
         except OSError:
