@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import stat
 import threading
+import time
 
 import pytest
 from journal_factories import HINT, VERDICT, make_next_state, make_sample, make_turn
@@ -136,3 +138,37 @@ def test_threads_share_one_journal(tmp_path):
         assert errors == []
         assert journal.stats().turns_by_state["ready"] == 120
         assert len(journal.drain(1000)) == 120
+
+
+def test_prompt_shared_with_turn_is_stored_once(tmp_path):
+    path = tmp_path / "j.sqlite"
+    turn = make_turn()
+    same = make_sample(turn, Method.BINARY)
+    shorter = dataclasses.replace(make_sample(turn, Method.OPD), prompt_ids=turn.prompt_ids[1:])
+    with SqliteJournal(path) as journal:
+        journal.record_turn(turn)
+        journal.attach_next_state(turn.key, make_next_state())
+        journal.record_signals(turn.key, VERDICT, None, [same, shorter])
+        conn = sqlite3.connect(path)
+        try:
+            stored = conn.execute("SELECT prompt_ids IS NULL FROM samples ORDER BY seq").fetchall()
+        finally:
+            conn.close()
+        assert stored == [(1,), (0,)]
+        drained = journal.drain(5)
+        assert [s.prompt_ids for s in drained] == [turn.prompt_ids, turn.prompt_ids[1:]]
+
+
+def test_background_checkpoints_move_the_wal_into_the_file(tmp_path):
+    path = tmp_path / "j.sqlite"
+    journal = SqliteJournal(path, checkpoint_interval_seconds=0.05)
+    try:
+        size_before = path.stat().st_size
+        fill(journal, 30)
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == size_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > size_before
+    finally:
+        journal.close()
+    assert not [t for t in threading.enumerate() if t.name == "journal-checkpoint"]

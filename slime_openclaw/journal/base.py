@@ -4,8 +4,10 @@ training loops.
 ``TurnRecorder`` is the slice the gateway uses on the serving path; ``Journal`` adds what
 the signal workers and trainers use. Both are synchronous: a journal write is a local
 SQLite transaction (well under a millisecond in WAL mode), cheaper than a thread hop.
-Implementations: ``MemoryJournal`` (journal/memory.py, tests and ``--journal :memory:``)
-and ``SqliteJournal`` (journal/sqlite.py, durable).
+``JournalStore`` is what both implementations provide on top (claim release, iteration for
+``journal export``, retention purge). Implementations: ``MemoryJournal`` (journal/memory.py,
+tests and ``--journal :memory:``) and ``SqliteJournal`` (journal/sqlite.py, durable); both
+follow the state machine in journal/rules.py. ``journal.location.open_journal`` picks one.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ from slime_openclaw.journal.sqlite import SqliteJournal
 MEMORY = ":memory:"
 """The ``--journal`` value that selects the in-memory journal (nothing survives the process)."""
 
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+"""A long-running process checkpoints the WAL from a background thread this often."""
+
 
 def default_journal_path(environ: Mapping[str, str] | None = None) -> Path:
     """The journal file under the user's data directory (XDG base directory rules).
@@ -47,4 +50,4 @@ def open_journal(
     if location is not None and os.fspath(location) == MEMORY:
         return MemoryJournal(retention=retention)
     path = default_journal_path(environ) if location is None else location
-    return SqliteJournal(path, retention=retention)
+    return SqliteJournal(path, retention=retention, checkpoint_interval_seconds=CHECKPOINT_INTERVAL_SECONDS)

@@ -65,6 +65,7 @@ class MemoryJournal:
         self._seq = itertools.count()
         self._turns: dict[str, _TurnEntry] = {}
         self._samples: dict[str, _SampleEntry] = {}
+        self._by_turn: dict[str, list[str]] = {}
         self._last_purge = 0.0
 
     def _state(self, turn_key: str) -> str | None:
@@ -170,6 +171,7 @@ class MemoryJournal:
                     updated_at=now,
                 )
                 self._samples[sample_id] = _SampleEntry(record, next(self._seq))
+            self._by_turn[turn_key] = ids
             reason = None if samples else discard_reason
             self._finish_turn(turn_key, verdict, hint, reason, rules.state_after_signals(samples))
 
@@ -180,15 +182,17 @@ class MemoryJournal:
         now = self._clock()
         until = now + (self.drain_lease_seconds if lease_seconds is None else lease_seconds)
         with self._lock:
-            available = sorted(
-                (
-                    e
-                    for e in self._samples.values()
-                    if e.record.state is SampleState.READY
-                    or rules.lease_expired(e.record.state.value, e.lease_until, now)
-                ),
-                key=lambda e: e.seq,
-            )[: max(n, 0)]
+            available = list(
+                itertools.islice(
+                    (  # dicts keep insertion order: oldest first
+                        e
+                        for e in self._samples.values()
+                        if e.record.state is SampleState.READY
+                        or rules.lease_expired(e.record.state.value, e.lease_until, now)
+                    ),
+                    max(n, 0),
+                )
+            )
             for entry in available:
                 entry.lease_until = until
                 entry.record = dataclasses.replace(
@@ -219,10 +223,8 @@ class MemoryJournal:
     def _consume_turn_if_done(self, turn_key: str) -> None:
         if self._state(turn_key) != TurnState.READY.value:
             return
-        pending = (
-            e for e in self._samples.values() if e.record.turn_key == turn_key and e.record.state is not SampleState.CONSUMED
-        )
-        if next(pending, None) is None:
+        samples = (self._samples[sid].record for sid in self._by_turn.get(turn_key, ()))
+        if all(record.state is SampleState.CONSUMED for record in samples):
             self._update(turn_key, state=TurnState.CONSUMED)
 
     def ack(self, sample_ids: Sequence[str]) -> None:
@@ -288,9 +290,8 @@ class MemoryJournal:
             ]
             for key in old:
                 del self._turns[key]
-            doomed = set(old)
-            for sample_id in [sid for sid, e in self._samples.items() if e.record.turn_key in doomed]:
-                del self._samples[sample_id]
+                for sample_id in self._by_turn.pop(key, ()):
+                    del self._samples[sample_id]
             return len(old)
 
     def close(self) -> None:

@@ -44,6 +44,12 @@ _SAMPLE_COLS = (
     + ", ".join(codec.SAMPLE_ARRAY_COLUMNS)
     + ", turn_key, consumer, handed_out, created_at, updated_at, state"
 )
+# Reading a sample joins its turn: a prompt equal to the turn's is stored once, on the turn.
+_SAMPLE_SELECT = ", ".join(
+    "COALESCE(s.prompt_ids, t.prompt_ids)" if col == "prompt_ids" else f"s.{col}"
+    for col in _SAMPLE_COLS.split(", ")
+)
+_SAMPLE_FROM = "samples s LEFT JOIN turns t ON t.turn_key = s.turn_key"
 _CHUNK = 500  # bound on SQL parameters per statement
 
 
@@ -69,13 +75,16 @@ class SqliteJournal:
         busy_timeout_seconds: float = 10.0,
         synchronous: str = "NORMAL",
         create: bool = True,
+        checkpoint_interval_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Open (and with ``create``, make) the journal at ``path``.
 
         ``claim_lease_seconds``: how long a ``claim_observed`` claim holds before another
         worker may take the turn. ``drain_lease_seconds``: how long a drained sample stays
-        IN_FLIGHT without ack/nack before it returns to READY. ``clock`` is for tests.
+        IN_FLIGHT without ack/nack before it returns to READY. ``checkpoint_interval_seconds``:
+        checkpoint the WAL from a background thread this often instead of inside commits
+        (keeps the serving path's p99 low; ``open_journal`` turns it on). ``clock`` is for tests.
         """
         self.path = schema.prepare_path(path, create=create)
         self.retention = retention or RetentionPolicy()
@@ -96,6 +105,10 @@ class SqliteJournal:
         except BaseException:
             self._conn.close()
             raise
+        self._checkpointer: schema.Checkpointer | None = None
+        if checkpoint_interval_seconds is not None and self.path != ":memory:":
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {schema.SAFETY_NET_CHECKPOINT_PAGES}")
+            self._checkpointer = schema.Checkpointer(self.path, checkpoint_interval_seconds, busy_timeout_seconds)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -215,23 +228,32 @@ class SqliteJournal:
         state: TurnState,
     ) -> None:
         """Write signals, apply ``keep_text`` and set the final state (last) in ``conn``'s transaction."""
-        row = conn.execute(f"SELECT {_TURN_COLS} FROM turns WHERE turn_key = ?", (turn_key,)).fetchone()
-        record = self._record(row)
-        turn, next_state = record.turn, record.next_state
         if not self.retention.keep_text:
-            turn, next_state = scrub_turn(turn), scrub_next_state(next_state)
+            self._scrub_text(conn, turn_key)
             verdict, hint = scrub_verdict(verdict), scrub_hint(hint)
         conn.execute(
-            "UPDATE turns SET meta = ?, next_state = ?, verdict = ?, hint = ?, discard_reason = ?, "
+            "UPDATE turns SET verdict = ?, hint = ?, discard_reason = ?, "
             "claim_owner = NULL, claim_until = NULL, updated_at = ?, state = ? WHERE turn_key = ?",
             (
-                codec.dumps(codec.turn_meta(turn)),
-                codec.dumps(codec.next_state_to_json(next_state)) if next_state else None,
                 codec.dumps(codec.verdict_to_json(verdict)) if verdict else None,
                 codec.dumps(codec.hint_to_json(hint)) if hint else None,
                 reason,
                 self._clock(),
                 state.value,
+                turn_key,
+            ),
+        )
+
+    def _scrub_text(self, conn: sqlite3.Connection, turn_key: str) -> None:
+        """Replace the turn's text and its next state's messages with their text-free forms."""
+        row = conn.execute(f"SELECT {_TURN_COLS} FROM turns WHERE turn_key = ?", (turn_key,)).fetchone()
+        record = self._record(row)
+        next_state = scrub_next_state(record.next_state)
+        conn.execute(
+            "UPDATE turns SET meta = ?, next_state = ? WHERE turn_key = ?",
+            (
+                codec.dumps(codec.turn_meta(scrub_turn(record.turn))),
+                codec.dumps(codec.next_state_to_json(next_state)) if next_state else None,
                 turn_key,
             ),
         )
@@ -293,11 +315,12 @@ class SqliteJournal:
         with self._write() as conn:
             if not rules.turn_step(TurnOp.JUDGE, turn_key, self._turn_state(conn, turn_key)):
                 return
-            session_id, turn_index = conn.execute(
-                "SELECT session_id, turn_index FROM turns WHERE turn_key = ?", (turn_key,)
+            session_id, turn_index, turn_prompt = conn.execute(
+                "SELECT session_id, turn_index, prompt_ids FROM turns WHERE turn_key = ?", (turn_key,)
             ).fetchone()
             for sample in samples:
                 rules.check_sample_source(turn_key, session_id, turn_index, sample)
+            packed = [(None, *arrays[1:]) if arrays[0] == turn_prompt else arrays for arrays in packed]
             now = self._clock()
             conn.executemany(
                 f"INSERT INTO samples ({_SAMPLE_COLS}) VALUES {_in(19)}",
@@ -327,7 +350,7 @@ class SqliteJournal:
                 (SampleState.READY.value, now, SampleState.IN_FLIGHT.value, now),
             )
             rows = conn.execute(
-                f"SELECT {_SAMPLE_COLS} FROM samples WHERE state = ? ORDER BY seq LIMIT ?",
+                f"SELECT {_SAMPLE_SELECT} FROM {_SAMPLE_FROM} WHERE s.state = ? ORDER BY s.seq LIMIT ?",
                 (SampleState.READY.value, max(n, 0)),
             ).fetchall()
             conn.executemany(
@@ -394,18 +417,23 @@ class SqliteJournal:
 
     def iter_turns(self, state: TurnState | None = None) -> Iterator[TurnRecord]:
         """Turns, oldest first (read in pages, so a large journal streams)."""
-        yield from (self._record(row[1:]) for row in self._pages("turns", _TURN_COLS, state))
+        yield from (self._record(row[1:]) for row in self._pages("turns", "turns", _TURN_COLS, state))
 
     def iter_samples(self, state: SampleState | None = None) -> Iterator[SampleRecord]:
         """Samples, oldest first (read in pages)."""
-        yield from (self._sample(row[1:]) for row in self._pages("samples", _SAMPLE_COLS, state))
+        yield from (self._sample(row[1:]) for row in self._pages("s", _SAMPLE_FROM, _SAMPLE_SELECT, state))
 
-    def _pages(self, table: str, cols: str, state: TurnState | SampleState | None) -> Iterator[tuple]:
+    def _pages(
+        self, alias: str, source: str, cols: str, state: TurnState | SampleState | None
+    ) -> Iterator[tuple]:
         last = -1
-        where = "" if state is None else "AND state = ?"
+        where = "" if state is None else f"AND {alias}.state = ?"
         while True:
             params: list[Any] = [last] + ([] if state is None else [state.value])
-            rows = self._read(f"SELECT seq, {cols} FROM {table} WHERE seq > ? {where} ORDER BY seq LIMIT 200", params)
+            rows = self._read(
+                f"SELECT {alias}.seq, {cols} FROM {source} WHERE {alias}.seq > ? {where} ORDER BY {alias}.seq LIMIT 200",
+                params,
+            )
             yield from rows
             if len(rows) < 200:
                 return
@@ -432,6 +460,9 @@ class SqliteJournal:
 
     def close(self) -> None:
         """Close the connection (committed work is already durable). Safe to call twice."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._lock:
             self._conn.close()
 
