@@ -10,7 +10,14 @@ import pytest
 from helpers_model import tiny_model_path, tiny_tokenizer  # noqa: F401  (fixtures)
 
 from slime_openclaw.chat import ChatRenderer
-from slime_openclaw.chat.parsing import ParsedDelta, ParsedMessage, ResponseParser, parse_tool_call_body
+from slime_openclaw.chat.parsing import (
+    IncrementalDecoder,
+    ParsedDelta,
+    ParsedMessage,
+    ResponseParser,
+    parse_tool_call_body,
+    prompt_opens_reasoning,
+)
 from slime_openclaw.types import FinishReason
 
 CHUNKINGS = (1, 2, 3, 5, 1000)
@@ -217,3 +224,35 @@ def test_parse_inverts_the_template(tiny_tokenizer: Any, reply: dict[str, Any]) 
     assert message.get("reasoning_content") == reply.get("reasoning_content")
     assert [c["function"] for c in message.get("tool_calls", [])] == [c["function"] for c in reply.get("tool_calls", [])]
     assert renderer.render_ids([*history, message], add_generation_prompt=False) == full
+
+
+class ByteTokenizer:
+    """A stand-in whose ids are arbitrary byte strings: tokens may straddle character boundaries."""
+
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = pieces
+
+    def decode(self, ids: list[int], **_: Any) -> str:
+        return b"".join(self.pieces[i] for i in ids).decode("utf-8", errors="replace")
+
+
+def test_decoder_emits_complete_characters_as_soon_as_possible() -> None:
+    decoder = IncrementalDecoder(ByteTokenizer([b"a\xe4", b"\xbd\xa0b\xe5", b"\xa5\xbd", b"\xff", b"!"]))
+    assert [decoder.feed([i]) for i in range(5)] + [decoder.flush()] == ["a", "\u4f60b", "\u597d", "", "\ufffd!", ""]
+    text = "na\u00efve \u4f60\u597d\u4e16\u754c \U0001f980\U0001f389 ok"
+    data = text.encode()
+    rng = random.Random(0)
+    for _ in range(50):
+        cuts = sorted(rng.sample(range(1, len(data)), k=rng.randint(1, len(data) - 1)))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        decoder = IncrementalDecoder(ByteTokenizer(pieces))
+        out = [decoder.feed([i]) for i in range(len(pieces))] + [decoder.flush()]
+        assert "".join(out) == text and not any("\ufffd" in piece for piece in out)
+    cut = IncrementalDecoder(ByteTokenizer([b"ok\xf0\x9f"]))
+    assert (cut.feed([0]), cut.flush()) == ("ok", "\ufffd")
+
+
+def test_prompt_opens_reasoning(tiny_tokenizer: Any) -> None:  # noqa: F811
+    prompt = ChatRenderer(tiny_tokenizer).render_ids([{"role": "user", "content": "Hi"}])
+    assert not prompt_opens_reasoning(tiny_tokenizer, prompt)
+    assert prompt_opens_reasoning(tiny_tokenizer, prompt + encode(tiny_tokenizer, "<think>\n"))

@@ -116,6 +116,13 @@ def parse_tool_call_body(body: str) -> tuple[str, str] | None:
     return obj["name"], json.dumps(args, ensure_ascii=False)
 
 
+def prompt_opens_reasoning(tokenizer: Any, prompt_ids: Sequence[int]) -> bool:
+    """True when the prompt ends inside an opened ``<think>`` (some templates prefill it);
+    pass the result as ``ResponseParser(start_in_reasoning=...)``."""
+    tail = str(tokenizer.decode(list(prompt_ids[-4:]), skip_special_tokens=False))
+    return tail.rstrip().endswith(THINK_OPEN)
+
+
 def _partial_suffix(text: str, tags: Sequence[str]) -> int:
     """Length of the longest suffix of ``text`` that is a proper prefix of one of ``tags``."""
     best = 0
@@ -128,13 +135,21 @@ def _partial_suffix(text: str, tags: Sequence[str]) -> int:
 
 
 class IncrementalDecoder:
-    """Decodes a growing id sequence to text, emitting only complete characters."""
+    """Decodes a growing id sequence to text, emitting only complete characters.
+
+    The window ``ids[prefix:]`` is re-decoded and compared with ``ids[prefix:read]`` (the
+    text already emitted before ``read``), so tokenizers whose decoding depends on the
+    previous token (leading-space handling) come out right. While the window ends in an
+    incomplete character (decoded as trailing U+FFFD), the stable characters before it
+    are emitted and the rest waits for more bytes.
+    """
 
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer
         self._ids: list[int] = []
         self._prefix = 0  # start of the window re-decoded for context
-        self._read = 0  # ids up to here have been emitted as text
+        self._read = 0  # the text of ids[:read] is completely emitted
+        self._extra = 0  # characters emitted beyond ids[:read] while the window was incomplete
 
     def _decode(self, ids: list[int]) -> str:
         return str(self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
@@ -152,11 +167,13 @@ class IncrementalDecoder:
         if self._read == len(self._ids):
             return ""
         before = self._decode(self._ids[self._prefix:self._read])
-        after = self._decode(self._ids[self._prefix:])
-        if not final and (len(after) <= len(before) or after.endswith("\ufffd")):
-            return ""
-        self._prefix, self._read = self._read, len(self._ids)
-        return after[len(before):]
+        new = self._decode(self._ids[self._prefix:])[len(before) + self._extra:]
+        if final or not new.endswith("\ufffd"):
+            self._prefix, self._read, self._extra = self._read, len(self._ids), 0
+            return new
+        stable = new.rstrip("\ufffd")
+        self._extra += len(stable)
+        return stable
 
 
 class _Trimmed:
