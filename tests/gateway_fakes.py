@@ -72,6 +72,9 @@ class CharParser:
             self.sent += len(piece)
         return out
 
+    def close(self) -> list[MessageDelta]:
+        return []
+
     def finish(self) -> dict[str, Any]:
         content = "".join(ch for ch in self._content())
         message: dict[str, Any] = {"role": "assistant", "content": content or None}

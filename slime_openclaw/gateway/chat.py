@@ -106,6 +106,7 @@ class ChatService:
             async for ids in tokens:
                 self._first_token(ex)
                 ex.parser.feed(ids)
+            ex.parser.close()
             message = self._finish(ex, assignment)
             body = R.chat_completion(
                 cid=ex.cid, created=ex.created, model=self.model_name, message=message,
@@ -125,10 +126,11 @@ class ChatService:
             await response.write(R.sse(head) + (self._chunks(ex, first) if first else b""))
             async for ids in tokens:
                 await response.write(self._chunks(ex, ids))
+            closing = self._closing_chunks(ex)
             message = self._finish(ex, assignment)
             tail = R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta={},
                            finish_reason=self._client_finish(ex, message))
-            data = R.sse(tail)
+            data = closing + R.sse(tail)
             if ex.request.include_usage:
                 data += R.sse(R.usage_chunk(cid=ex.cid, created=ex.created, model=self.model_name,
                                             usage_obj=self._usage(ex)))
@@ -146,6 +148,15 @@ class ChatService:
             await _write_quietly(response, R.sse_error(OpenClawError("internal error in the gateway")) + R.SSE_DONE)
         await response.write_eof()
         return response
+
+    def _closing_chunks(self, ex: _Exchange) -> bytes:
+        """What the parser and the stop trimmer held back until the end."""
+        deltas = [d for d in (self._visible(ex, d) for d in ex.parser.close()) if d]
+        held = ex.trimmer.flush()
+        if held:
+            deltas.append({"content": held})
+        return b"".join(R.sse(R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta=d))
+                        for d in deltas)
 
     def _chunks(self, ex: _Exchange, ids: tuple[int, ...]) -> bytes:
         self._first_token(ex)
@@ -175,7 +186,7 @@ class ChatService:
         return out
 
     def _finish(self, ex: _Exchange, assignment: Assignment | None) -> Message:
-        """Build the final message, record the turn, account usage."""
+        """Build the final message, record the turn, account usage (after ``parser.close``)."""
         message = dict(ex.parser.finish())
         if ex.request.stop and message.get("content"):
             trimmer = R.StopTrimmer(ex.request.stop)

@@ -61,6 +61,10 @@ class StreamParser(Protocol):
         """Consume newly generated ids; return what became visible."""
         ...
 
+    def close(self) -> list[MessageDelta]:
+        """End of the response: the deltas held back until now (call once, before ``finish``)."""
+        ...
+
     def finish(self) -> Message:
         """The complete assistant message (``role``, ``content``, optional
         ``reasoning_content`` and ``tool_calls`` with JSON-string arguments), consistent

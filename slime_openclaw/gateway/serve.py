@@ -1,0 +1,188 @@
+"""``slime-openclaw serve``: run the gateway in front of an engine URL or an embedded engine.
+
+``serve --engine-url URL`` talks to a running engine (SGLang or ``slime-openclaw engine``);
+``serve --embedded [--model DIR]`` starts the embedded engine as a child process on a free
+loopback port (the tiny default model when ``--model`` is absent) and stops it on exit.
+Either way the gateway needs the model's tokenizer to render prompts and parse replies:
+``--tokenizer DIR`` (default: ``--model``; with ``--engine-url`` and neither, the engine's
+``/get_model_info`` ``tokenizer_path`` when that directory exists here).
+
+Binding beyond loopback requires ``--api-key``. This module reads only its arguments; the
+app itself is gateway/app.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from aiohttp import web
+
+from slime_openclaw.engine.client import EngineClient
+from slime_openclaw.errors import ConfigError, EngineError
+from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
+from slime_openclaw.gateway.auth import check_bind
+from slime_openclaw.gateway.chat import ChatSettings
+from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
+from slime_openclaw.journal.base import TurnRecorder
+
+log = logging.getLogger(__name__)
+ENGINE_START_TIMEOUT_S = 300.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``slime-openclaw serve``."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--engine-url", help="base URL of a running engine (SGLang or `slime-openclaw engine`)")
+    source.add_argument("--embedded", action="store_true", help="start the embedded engine as a child process")
+    parser.add_argument("--model", help="model directory (embedded: the model served, default the tiny model)")
+    parser.add_argument("--tokenizer", help="tokenizer/chat-template directory (default: --model)")
+    parser.add_argument("--served-model-name", help="model name clients use (default: the model directory's name)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --api-key)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every endpoint but /healthz")
+    parser.add_argument("--engine-api-key", help="bearer key the engine expects, if any")
+    parser.add_argument("--journal", default=":memory:",
+                        help="where turns are recorded: ':memory:' (default) or a SQLite file path")
+    parser.add_argument("--max-concurrency", type=int, default=256,
+                        help="chat completions in flight at most; more get 429 (default 256)")
+    parser.add_argument("--session-ttl", type=float, default=1800.0, help="idle seconds before a session ends")
+    parser.add_argument("--max-sessions", type=int, default=10_000, help="open sessions at most (default 10000)")
+    parser.add_argument("--default-max-tokens", type=int, default=1024, help="completion budget when none is given")
+    parser.add_argument("--max-context-tokens", type=int, help="prompt + completion limit (default: unchecked)")
+    parser.add_argument("--no-token-continuity", action="store_true",
+                        help="attach next states on message-level continuity alone (templates that drop "
+                             "reasoning from history never continue token for token)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="log level (request text is never logged)")
+    parser.add_argument("--engine-max-running", type=int, default=16, help="embedded engine: concurrent requests")
+
+
+def build_config(args: argparse.Namespace, model_name: str) -> GatewayConfig:
+    """The gateway settings from the command line (validated)."""
+    for name in ("max_concurrency", "max_sessions", "default_max_tokens"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.session_ttl <= 0:
+        raise ConfigError("--session-ttl must be positive")
+    check_bind(args.host, args.api_key)
+    return GatewayConfig(
+        served_model_name=args.served_model_name or model_name,
+        api_key=args.api_key,
+        max_concurrency=args.max_concurrency,
+        session_ttl=args.session_ttl,
+        max_sessions=args.max_sessions,
+        check_token_continuity=not args.no_token_continuity,
+        chat=ChatSettings(default_max_tokens=args.default_max_tokens, max_context_tokens=args.max_context_tokens),
+    )
+
+
+def open_recorder(spec: str) -> TurnRecorder:
+    """``:memory:`` -> ``MemoryJournal``; anything else is a SQLite journal file."""
+    if spec == ":memory:":
+        from slime_openclaw.journal.memory import MemoryJournal
+
+        return MemoryJournal()
+    from slime_openclaw.journal.sqlite import SqliteJournal
+
+    return SqliteJournal(spec)
+
+
+@contextlib.contextmanager
+def embedded_engine(model: Path, max_running: int) -> Iterator[str]:
+    """Start ``slime-openclaw engine`` on a free loopback port; yields its URL; stops it on exit."""
+    command = [sys.executable, "-m", "slime_openclaw.cli", "engine", "--model", str(model),
+               "--host", "127.0.0.1", "--port", "0", "--max-running", str(max_running)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()  # "engine listening on http://127.0.0.1:PORT"
+        if "listening on " not in line:
+            raise EngineError(f"embedded engine did not start (exit code {child.wait(5)})")
+        yield line.rsplit("listening on ", 1)[1].strip()
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(5)
+
+
+async def _tokenizer_dir(args: argparse.Namespace, engine: EngineClient, model: Path | None) -> Path:
+    if args.tokenizer:
+        return Path(args.tokenizer)
+    if model is not None:
+        return model
+    try:
+        info = await engine.model_info()
+    except EngineError as exc:
+        raise ConfigError(f"pass --tokenizer DIR (the engine did not say where its tokenizer is: {exc.message})") from None
+    path = info.get("tokenizer_path") if isinstance(info, dict) else None
+    if not path or not Path(path).is_dir():
+        raise ConfigError("pass --tokenizer DIR: the engine's tokenizer_path is not a directory on this machine")
+    return Path(path)
+
+
+@contextlib.asynccontextmanager
+async def serving(args: argparse.Namespace, engine_url: str, model: Path | None) -> AsyncIterator[str]:
+    """Build and start the gateway; yields its base URL; stops everything on exit."""
+    engine = EngineClient(engine_url, api_key=args.engine_api_key)
+    recorder = None
+    try:
+        tokenizer_dir = await _tokenizer_dir(args, engine, model)
+        codec = TokenizerCodec.from_dir(tokenizer_dir)
+        config = build_config(args, (model or tokenizer_dir).name)
+        recorder = open_recorder(args.journal)
+        runner = web.AppRunner(make_app(GatewayDeps(engine, recorder, codec, config)), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, args.host, args.port).start()
+            port = runner.addresses[0][1] if runner.addresses else args.port
+            yield f"http://{args.host}:{port}/v1"
+        finally:
+            await runner.cleanup()
+    finally:
+        await engine.aclose()
+        close = getattr(recorder, "close", None)
+        if close is not None:
+            close()
+
+
+async def _serve_until_stopped(args: argparse.Namespace, engine_url: str, model: Path | None) -> None:
+    async with serving(args, engine_url, model) as url:
+        print(f"gateway listening on {url} (engine {engine_url})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the gateway until SIGINT/SIGTERM."""
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_bind(args.host, args.api_key)
+    model = Path(args.model) if args.model else None
+    if model is not None and not model.is_dir():
+        raise ConfigError(f"--model {model} is not a directory")
+    if not args.embedded:
+        asyncio.run(_serve_until_stopped(args, args.engine_url, model))
+        return 0
+    if model is None:
+        from slime_openclaw.local.tiny_model import ensure_default_model
+
+        model = ensure_default_model()
+    with embedded_engine(model, args.engine_max_running) as engine_url:
+        asyncio.run(_serve_until_stopped(args, engine_url, model))
+    return 0
