@@ -13,6 +13,7 @@ from helpers_model import tiny_model_path, tiny_tokenizer  # noqa: F401  (fixtur
 
 from slime_openclaw import cli
 from slime_openclaw.chat.template import CHAT_TEMPLATE, CONTROL_TOKENS, TAG_TOKENS
+from slime_openclaw.errors import ConfigError
 from slime_openclaw.local import tiny_model
 from slime_openclaw.local.tiny_model import (
     TinyModelSpec,
@@ -22,7 +23,7 @@ from slime_openclaw.local.tiny_model import (
 )
 from slime_openclaw.local.tokenizer_corpus import synthetic_corpus
 
-SMALL = TinyModelSpec(vocab_size=400, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+SMALL = TinyModelSpec(vocab_size=512, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,
                       tokenizer_corpus_docs=200)
 
@@ -154,3 +155,9 @@ def test_corpus_is_deterministic_and_varied() -> None:
     text = "\n".join(first)
     assert "{" in text and "def " in text and any(ord(ch) > 0x3000 for ch in text)
     assert all("<|" not in doc and "<think>" not in doc for doc in first)
+
+
+@pytest.mark.parametrize("bad", [{"vocab_size": 100}, {"hidden_size": 130}, {"num_key_value_heads": 3}])
+def test_spec_validation(bad: dict[str, int]) -> None:
+    with pytest.raises(ConfigError):
+        TinyModelSpec(**bad)

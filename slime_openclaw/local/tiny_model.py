@@ -28,7 +28,7 @@ from slime_openclaw.chat.template import CHAT_TEMPLATE, CONTROL_TOKENS, IM_END, 
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.local.tokenizer_corpus import synthetic_corpus
 
-FACTORY_VERSION = 1
+FACTORY_VERSION = 2
 """Bumped whenever the factory's output changes for the same spec and seed (invalidates caches)."""
 
 # Pre-tokenization as Qwen2's tokenizer class does it (transformers 5 rebuilds a "qwen2"
@@ -45,7 +45,8 @@ class TinyModelSpec:
     """Architecture and tokenizer sizes of the tiny model (defaults: ~1.3M parameters)."""
 
     vocab_size: int = 2048
-    """Total vocabulary including the 9 added tokens (BPE learns ``vocab_size - 9``)."""
+    """Total vocabulary including the 9 added tokens (BPE learns up to ``vocab_size - 9``; a corpus
+    too small to support that many merges gives fewer, and config.json records the real size)."""
     hidden_size: int = 128
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
@@ -59,6 +60,12 @@ class TinyModelSpec:
     tokenizer_corpus_docs: int = 6000
     """Synthetic documents the tokenizer is trained on."""
     tokenizer_corpus_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 512:
+            raise ConfigError(f"vocab_size must be at least 512 (256 bytes + merges + added tokens), got {self.vocab_size}")
+        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
+            raise ConfigError("hidden_size must divide by num_attention_heads, and that by num_key_value_heads")
 
     def cache_key(self, seed: int) -> str:
         """Short hash of this spec, the weight seed and the factory version."""
@@ -200,8 +207,7 @@ def make_tiny_model(out_dir: str | os.PathLike[str], *, seed: int = 0, spec: Tin
     _write_json(out / "config.json", config)
     _write_json(out / "generation_config.json", {
         "bos_token_id": None, "eos_token_id": [eos_id, pad_id], "pad_token_id": pad_id,
-        "do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
-    })
+    })  # no sampling defaults: engines (SGLang reads this file) take them from each request
     save_file(_init_weights(config, seed), str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "model.safetensors").chmod(0o644)  # safetensors writes 0600; a checkpoint is meant to be shared
     return out
