@@ -176,6 +176,8 @@ class ChatRenderer:
         _check_messages(messages)
         if tools is not None and (not isinstance(tools, Sequence) or isinstance(tools, (str, bytes))):
             raise RequestError("tools must be a list", param="tools")
+        if tools is not None and not all(isinstance(tool, Mapping) for tool in tools):
+            raise RequestError("each tool must be an object", param="tools")
         extra: dict[str, Any] = {}
         if self.chat_template is not None:
             extra["chat_template"] = self.chat_template
