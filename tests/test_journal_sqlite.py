@@ -172,3 +172,13 @@ def test_background_checkpoints_move_the_wal_into_the_file(tmp_path):
     finally:
         journal.close()
     assert not [t for t in threading.enumerate() if t.name == "journal-checkpoint"]
+
+
+def test_iteration_pages_through_large_journals(tmp_path):
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        for i in range(450):
+            journal.record_turn(make_turn("big", i, n_prompt=2, n_response=1))
+        journal.attach_next_state("big:7", make_next_state())
+        assert [r.turn.turn_index for r in journal.iter_turns()] == list(range(450))
+        assert [r.turn.key for r in journal.iter_turns(TurnState.OBSERVED)] == ["big:7"]
+        assert len(list(journal.iter_turns(TurnState.SERVED))) == 449

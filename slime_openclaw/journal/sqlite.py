@@ -13,7 +13,6 @@ with the in-memory journal; schema and connection settings are journal/schema.py
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -23,43 +22,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from slime_openclaw.errors import JournalError
-from slime_openclaw.journal import codec, rules, schema
+from slime_openclaw.journal import codec, layout, rules, schema
+from slime_openclaw.journal import retention as scrubbing
 from slime_openclaw.journal.base import JournalStats, SampleRecord, TurnRecord
-from slime_openclaw.journal.retention import (
-    RetentionPolicy,
-    scrub_hint,
-    scrub_next_state,
-    scrub_turn,
-    scrub_verdict,
-)
+from slime_openclaw.journal.retention import RetentionPolicy
 from slime_openclaw.journal.rules import SampleOp, SampleState, TurnOp
 from slime_openclaw.types import Hint, NextState, TrainingSample, Turn, TurnState, Verdict
-
-_TURN_COLS = (
-    "turn_key, session_id, turn_index, created_at, meta, prompt_ids, response_ids, response_log_probs, "
-    "weight_versions, next_state, verdict, hint, discard_reason, updated_at, state"
-)
-_SAMPLE_COLS = (
-    "sample_id, session_id, turn_index, method, reward, "
-    + ", ".join(codec.SAMPLE_ARRAY_COLUMNS)
-    + ", turn_key, consumer, handed_out, created_at, updated_at, state"
-)
-# Reading a sample joins its turn: a prompt equal to the turn's is stored once, on the turn.
-_SAMPLE_SELECT = ", ".join(
-    "COALESCE(s.prompt_ids, t.prompt_ids)" if col == "prompt_ids" else f"s.{col}"
-    for col in _SAMPLE_COLS.split(", ")
-)
-_SAMPLE_FROM = "samples s LEFT JOIN turns t ON t.turn_key = s.turn_key"
-_CHUNK = 500  # bound on SQL parameters per statement
-
-
-def _in(n: int) -> str:
-    return "(" + ",".join("?" * n) + ")"
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
 
 
 class SqliteJournal:
@@ -137,40 +105,6 @@ class SqliteJournal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal read failed: {exc}") from exc
 
-    def _record(self, row: tuple) -> TurnRecord:
-        key, session_id, turn_index, created_at, meta, prompt, response, lps, versions = row[:9]
-        next_state, verdict, hint, reason, updated_at, state = row[9:]
-        turn = codec.turn_from_json(
-            {
-                **json.loads(meta),
-                "turn_key": key,
-                "session_id": session_id,
-                "turn_index": turn_index,
-                "created_at": created_at,
-                "prompt_ids": codec.unpack_ints(prompt),
-                "response_ids": codec.unpack_ints(response),
-                "rollout_log_probs": codec.unpack_floats(lps),
-                "weight_versions": codec.unpack_ints(versions),
-            }
-        )
-        return TurnRecord(
-            turn=turn,
-            state=TurnState(state),
-            next_state=codec.next_state_from_json(json.loads(next_state) if next_state else None),
-            verdict=codec.verdict_from_json(json.loads(verdict) if verdict else None),
-            hint=codec.hint_from_json(json.loads(hint) if hint else None),
-            discard_reason=reason,
-            updated_at=updated_at,
-        )
-
-    @staticmethod
-    def _sample(row: tuple) -> SampleRecord:
-        sample_id, session_id, turn_index, method, reward = row[:5]
-        arrays = row[5:13]
-        turn_key, consumer, handed_out, created_at, updated_at, state = row[13:]
-        sample = codec.sample_from_arrays(sample_id, session_id, turn_index, method, reward, arrays)
-        return SampleRecord(sample, turn_key, SampleState(state), consumer, handed_out, created_at, updated_at)
-
     def _turn_state(self, conn: sqlite3.Connection, turn_key: str) -> str | None:
         row = conn.execute("SELECT state FROM turns WHERE turn_key = ?", (turn_key,)).fetchone()
         return None if row is None else row[0]
@@ -230,7 +164,7 @@ class SqliteJournal:
         """Write signals, apply ``keep_text`` and set the final state (last) in ``conn``'s transaction."""
         if not self.retention.keep_text:
             self._scrub_text(conn, turn_key)
-            verdict, hint = scrub_verdict(verdict), scrub_hint(hint)
+            verdict, hint = scrubbing.scrub_verdict(verdict), scrubbing.scrub_hint(hint)
         conn.execute(
             "UPDATE turns SET verdict = ?, hint = ?, discard_reason = ?, "
             "claim_owner = NULL, claim_until = NULL, updated_at = ?, state = ? WHERE turn_key = ?",
@@ -246,13 +180,13 @@ class SqliteJournal:
 
     def _scrub_text(self, conn: sqlite3.Connection, turn_key: str) -> None:
         """Replace the turn's text and its next state's messages with their text-free forms."""
-        row = conn.execute(f"SELECT {_TURN_COLS} FROM turns WHERE turn_key = ?", (turn_key,)).fetchone()
-        record = self._record(row)
-        next_state = scrub_next_state(record.next_state)
+        row = conn.execute(f"SELECT {layout.TURN_COLS} FROM turns WHERE turn_key = ?", (turn_key,)).fetchone()
+        record = layout.turn_record(row)
+        next_state = scrubbing.scrub_next_state(record.next_state)
         conn.execute(
             "UPDATE turns SET meta = ?, next_state = ? WHERE turn_key = ?",
             (
-                codec.dumps(codec.turn_meta(scrub_turn(record.turn))),
+                codec.dumps(codec.turn_meta(scrubbing.scrub_turn(record.turn))),
                 codec.dumps(codec.next_state_to_json(next_state)) if next_state else None,
                 turn_key,
             ),
@@ -262,8 +196,8 @@ class SqliteJournal:
 
     def get(self, turn_key: str) -> TurnRecord | None:
         """Everything known about one turn, or None."""
-        rows = self._read(f"SELECT {_TURN_COLS} FROM turns WHERE turn_key = ?", (turn_key,))
-        return self._record(rows[0]) if rows else None
+        rows = self._read(f"SELECT {layout.TURN_COLS} FROM turns WHERE turn_key = ?", (turn_key,))
+        return layout.turn_record(rows[0]) if rows else None
 
     def claim_observed(self, limit: int, *, owner: str = "", lease_seconds: float | None = None) -> list[TurnRecord]:
         """Claim up to ``limit`` OBSERVED turns, oldest first, that nobody holds a live claim on.
@@ -275,7 +209,7 @@ class SqliteJournal:
         until = now + (self.claim_lease_seconds if lease_seconds is None else lease_seconds)
         with self._write() as conn:
             rows = conn.execute(
-                f"SELECT {_TURN_COLS} FROM turns WHERE state = ? AND (claim_until IS NULL OR claim_until <= ?) "
+                f"SELECT {layout.TURN_COLS} FROM turns WHERE state = ? AND (claim_until IS NULL OR claim_until <= ?) "
                 "ORDER BY seq LIMIT ?",
                 (TurnState.OBSERVED.value, now, max(limit, 0)),
             ).fetchall()
@@ -283,7 +217,7 @@ class SqliteJournal:
                 "UPDATE turns SET claim_owner = ?, claim_until = ? WHERE turn_key = ?",
                 [(owner, until, row[0]) for row in rows],
             )
-        return [self._record(row) for row in rows]
+        return [layout.turn_record(row) for row in rows]
 
     def release_claims(self, turn_keys: Sequence[str]) -> None:
         """Drop the claims on these turns so any worker may claim them at once."""
@@ -323,7 +257,7 @@ class SqliteJournal:
             packed = [(None, *arrays[1:]) if arrays[0] == turn_prompt else arrays for arrays in packed]
             now = self._clock()
             conn.executemany(
-                f"INSERT INTO samples ({_SAMPLE_COLS}) VALUES {_in(19)}",
+                f"INSERT INTO samples ({layout.SAMPLE_COLS}) VALUES {layout.placeholders(19)}",
                 [
                     (sid, s.session_id, s.turn_index, s.method.value, float(s.reward), *arrays)
                     + (turn_key, "", 0, now, now, SampleState.READY.value)
@@ -350,7 +284,7 @@ class SqliteJournal:
                 (SampleState.READY.value, now, SampleState.IN_FLIGHT.value, now),
             )
             rows = conn.execute(
-                f"SELECT {_SAMPLE_SELECT} FROM {_SAMPLE_FROM} WHERE s.state = ? ORDER BY s.seq LIMIT ?",
+                f"SELECT {layout.SAMPLE_SELECT} FROM {layout.SAMPLE_FROM} WHERE s.state = ? ORDER BY s.seq LIMIT ?",
                 (SampleState.READY.value, max(n, 0)),
             ).fetchall()
             conn.executemany(
@@ -358,16 +292,16 @@ class SqliteJournal:
                 "state = ? WHERE sample_id = ?",
                 [(consumer, until, now, SampleState.IN_FLIGHT.value, row[0]) for row in rows],
             )
-        return [self._sample(row).sample for row in rows]
+        return [layout.sample_record(row).sample for row in rows]
 
     def _settle(self, op: SampleOp, sample_ids: Sequence[str], target: SampleState) -> set[str]:
         """Apply ``op`` to the samples; returns the keys of the turns they belong to."""
         turn_keys: set[str] = set()
         now = self._clock()
         with self._write() as conn:
-            for chunk in _chunks(list(dict.fromkeys(sample_ids))):
+            for chunk in layout.chunks(list(dict.fromkeys(sample_ids))):
                 rows = conn.execute(
-                    f"SELECT sample_id, state, turn_key FROM samples WHERE sample_id IN {_in(len(chunk))}", chunk
+                    f"SELECT sample_id, state, turn_key FROM samples WHERE sample_id IN {layout.placeholders(len(chunk))}", chunk
                 ).fetchall()
                 rules.check_known_samples(chunk, {row[0] for row in rows})
                 moving = [row for row in rows if rules.sample_step(op, row[1])]
@@ -417,26 +351,18 @@ class SqliteJournal:
 
     def iter_turns(self, state: TurnState | None = None) -> Iterator[TurnRecord]:
         """Turns, oldest first (read in pages, so a large journal streams)."""
-        yield from (self._record(row[1:]) for row in self._pages("turns", "turns", _TURN_COLS, state))
+        sql = layout.page_sql("turns", "turns", layout.TURN_COLS, filtered=state is not None)
+        yield from (layout.turn_record(row[1:]) for row in self._pages(sql, state))
 
     def iter_samples(self, state: SampleState | None = None) -> Iterator[SampleRecord]:
         """Samples, oldest first (read in pages)."""
-        yield from (self._sample(row[1:]) for row in self._pages("s", _SAMPLE_FROM, _SAMPLE_SELECT, state))
+        sql = layout.page_sql("s", layout.SAMPLE_FROM, layout.SAMPLE_SELECT, filtered=state is not None)
+        yield from (layout.sample_record(row[1:]) for row in self._pages(sql, state))
 
-    def _pages(
-        self, alias: str, source: str, cols: str, state: TurnState | SampleState | None
-    ) -> Iterator[tuple]:
+    def _pages(self, sql: str, state: TurnState | SampleState | None) -> Iterator[tuple]:
         last = -1
-        where = "" if state is None else f"AND {alias}.state = ?"
-        while True:
-            params: list[Any] = [last] + ([] if state is None else [state.value])
-            rows = self._read(
-                f"SELECT {alias}.seq, {cols} FROM {source} WHERE {alias}.seq > ? {where} ORDER BY {alias}.seq LIMIT 200",
-                params,
-            )
+        while rows := self._read(sql, [last] + ([] if state is None else [state.value])):
             yield from rows
-            if len(rows) < 200:
-                return
             last = rows[-1][0]
 
     def purge(self) -> int:
@@ -447,7 +373,7 @@ class SqliteJournal:
         if cutoff is None:
             return 0
         terminal = sorted(rules.TERMINAL_TURN_STATES)
-        old = f"SELECT turn_key FROM turns WHERE state IN {_in(len(terminal))} AND updated_at < ?"
+        old = f"SELECT turn_key FROM turns WHERE state IN {layout.placeholders(len(terminal))} AND updated_at < ?"
         with self._write() as conn:
             conn.execute(f"DELETE FROM samples WHERE turn_key IN ({old})", (*terminal, cutoff))
             return conn.execute(f"DELETE FROM turns WHERE turn_key IN ({old})", (*terminal, cutoff)).rowcount
