@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,7 +293,8 @@ class ResponseParser:
         tags = (TOOL_CALL_OPEN, THINK_OPEN) if think_allowed else (TOOL_CALL_OPEN,)
         return self._scan(out, final, tags, self._emit_content)
 
-    def _scan(self, out: list[ParsedDelta], final: bool, tags: Sequence[str], emit: Any) -> bool:
+    def _scan(self, out: list[ParsedDelta], final: bool, tags: Sequence[str],
+              emit: Callable[[str, list[ParsedDelta]], None]) -> bool:
         hits = [(i, tag) for tag in tags if (i := self._buf.find(tag)) >= 0]
         if hits:
             index, tag = min(hits)
