@@ -182,3 +182,20 @@ def test_iteration_pages_through_large_journals(tmp_path):
         assert [r.turn.turn_index for r in journal.iter_turns()] == list(range(450))
         assert [r.turn.key for r in journal.iter_turns(TurnState.OBSERVED)] == ["big:7"]
         assert len(list(journal.iter_turns(TurnState.SERVED))) == 449
+
+
+def test_failed_write_rolls_back_whole_transaction(tmp_path):
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        first, second = make_turn("a", 0), make_turn("b", 0)
+        for turn in (first, second):
+            journal.record_turn(turn)
+            journal.attach_next_state(turn.key, make_next_state())
+        journal.record_signals(first.key, VERDICT, None, [dataclasses.replace(make_sample(first), sample_id="taken")])
+        clash = [make_sample(second, Method.OPD), dataclasses.replace(make_sample(second), sample_id="taken")]
+        with pytest.raises(JournalError, match="UNIQUE"):
+            journal.record_signals(second.key, VERDICT, None, clash)
+        assert journal.get(second.key).state is TurnState.OBSERVED
+        assert [s.sample_id for s in journal.drain(10)] == ["taken"]
+        with pytest.raises(JournalError, match="JSON"):
+            journal.record_turn(dataclasses.replace(make_turn("c", 0), sampling={"x": object()}))
+        assert journal.get("c:0") is None

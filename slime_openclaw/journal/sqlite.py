@@ -91,11 +91,11 @@ class SqliteJournal:
             try:
                 yield conn
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise JournalError(f"journal write failed: {exc}") from exc
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise JournalError(f"journal write failed: {exc}") from exc
                 raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -114,12 +114,16 @@ class SqliteJournal:
     def record_turn(self, turn: Turn) -> None:
         """Record a served turn as SERVED; a second call with the same key changes nothing."""
         now = self._clock()
+        try:
+            meta = codec.dumps(codec.turn_meta(turn))
+        except (TypeError, ValueError) as exc:
+            raise JournalError(f"turn {turn.key!r} is not JSON-serializable: {exc}") from exc
         row = (
             turn.key,
             turn.session_id,
             turn.turn_index,
             turn.created_at or now,
-            codec.dumps(codec.turn_meta(turn)),
+            meta,
             codec.pack_ints(turn.prompt_ids),
             codec.pack_ints(turn.response_ids),
             codec.pack_floats(turn.response_log_probs),
@@ -153,13 +157,8 @@ class SqliteJournal:
                 self._finish_turn(conn, turn_key, None, None, reason, TurnState.DISCARDED)
 
     def _finish_turn(
-        self,
-        conn: sqlite3.Connection,
-        turn_key: str,
-        verdict: Verdict | None,
-        hint: Hint | None,
-        reason: str | None,
-        state: TurnState,
+        self, conn: sqlite3.Connection, turn_key: str, verdict: Verdict | None, hint: Hint | None,
+        reason: str | None, state: TurnState,
     ) -> None:
         """Write signals, apply ``keep_text`` and set the final state (last) in ``conn``'s transaction."""
         if not self.retention.keep_text:
