@@ -34,6 +34,8 @@ class SamplingParams:
     no_stop_trim: bool = True
     sampling_seed: int | None = None
     """Seed of the request's sampler (SGLang's ``sampling_seed``); None: not reproducible."""
+    ignore_eos: bool = False
+    """Keep generating past end-of-sequence tokens (SGLang's ``ignore_eos``; benchmarks, tests)."""
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -48,6 +50,8 @@ class SamplingParams:
         }
         if self.sampling_seed is not None:
             body["sampling_seed"] = self.sampling_seed
+        if self.ignore_eos:
+            body["ignore_eos"] = True
         return body
 
 

@@ -6,6 +6,9 @@ model. Requests are admitted up to ``max_running`` at a time (the rest wait in F
 and decoded *interleaved*: each scheduler round advances every running request by one
 token with its own KV cache, so a long request never blocks a short one, and the asyncio
 event loop never runs a forward pass. Results reach the loop through a ``RequestHandle``.
+The scheduler thread uses ``threads`` intra-op threads (default 1: decoding a small model
+is a chain of tiny matmuls that extra OpenMP threads slow down, badly so on a busy CPU;
+the setting is thread-local and leaves the rest of the process alone).
 
 Control operations (abort, pause/continue, weight updates) are commands executed by the
 scheduler thread between two forward passes, so they never race a forward pass:
@@ -85,9 +88,11 @@ class Runtime:
         model_path: str = "",
         max_running: int = 16,
         weight_version: int = 0,
+        threads: int = 1,
     ):
-        if max_running < 1:
-            raise ValueError("max_running must be at least 1")
+        if max_running < 1 or threads < 1:
+            raise ValueError("max_running and threads must be at least 1")
+        self.threads = threads
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.model_path = model_path
@@ -113,7 +118,7 @@ class Runtime:
     @classmethod
     def load(
         cls, model_path: str | Path, *, max_running: int = 16, dtype: torch.dtype = torch.float32,
-        tokenizer_path: str | Path | None = None,
+        tokenizer_path: str | Path | None = None, threads: int = 1,
     ) -> Runtime:
         """Load a Hugging Face causal-LM directory (weights and tokenizer)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -123,7 +128,7 @@ class Runtime:
             raise FileNotFoundError(f"{path} is not a Hugging Face model directory (no config.json)")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path)
-        return cls(model, tokenizer, model_path=str(path), max_running=max_running)
+        return cls(model, tokenizer, model_path=str(path), max_running=max_running, threads=threads)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> Runtime:
@@ -255,6 +260,7 @@ class Runtime:
         return future
 
     def _run(self) -> None:
+        torch.set_num_threads(self.threads)  # per-thread setting: the rest of the process keeps its own
         try:
             with torch.no_grad():
                 while not self._closing:

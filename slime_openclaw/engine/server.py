@@ -272,6 +272,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-running", type=int, default=16, help="requests decoded concurrently (default 16)")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (needed off loopback)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the decoding thread (default 1)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -286,12 +287,14 @@ def run(args: argparse.Namespace) -> int:
     """Load the model and serve it until interrupted."""
     if not _is_loopback(args.host) and not args.api_key:
         raise ConfigError(f"refusing to bind {args.host} without --api-key (only loopback is open)")
-    if args.max_running < 1:
-        raise ConfigError("--max-running must be at least 1")
+    if args.max_running < 1 or args.threads < 1:
+        raise ConfigError("--max-running and --threads must be at least 1")
     import torch
 
     try:
-        runtime = Runtime.load(args.model, max_running=args.max_running, dtype=getattr(torch, args.dtype))
+        runtime = Runtime.load(
+            args.model, max_running=args.max_running, dtype=getattr(torch, args.dtype), threads=args.threads
+        )
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from exc
     with runtime:
