@@ -114,12 +114,19 @@ def _row_chunks(rows: int, vocab: int) -> list[tuple[int, int]]:
 
 
 def _row_logsumexp(logits: torch.Tensor, inv_temperature: float, dtype: torch.dtype) -> torch.Tensor:
-    """``logsumexp(logits / T, dim=-1)`` with at most one chunk of [rows, V] temporaries."""
+    """``logsumexp(logits / T, dim=-1)`` with one chunk of [rows, V] temporary at a time."""
     rows, vocab = logits.shape
     lse = torch.empty(rows, dtype=dtype, device=logits.device)
     for start, end in _row_chunks(rows, vocab):
-        chunk = logits[start:end].to(dtype) * inv_temperature
-        lse[start:end] = torch.logsumexp(chunk, dim=-1)
+        chunk = logits[start:end]
+        if inv_temperature != 1.0 or chunk.dtype != dtype:
+            scaled = chunk.to(dtype) * inv_temperature
+        else:
+            scaled = chunk
+        peak = scaled.amax(dim=1, keepdim=True)
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        shifted = scaled.sub_(peak) if scaled is not chunk else scaled - peak
+        lse[start:end] = shifted.exp_().sum(dim=1).log_().add_(peak.squeeze(1))
     return lse
 
 
