@@ -82,7 +82,9 @@ def test_files_written(tiny_model_path: Path) -> None:  # noqa: F811
 def test_cli_build_is_byte_identical_to_the_cache(tiny_model_path: Path, tmp_path: Path,  # noqa: F811
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "model"
+    out.mkdir()  # an existing empty directory is fine
     assert cli.main(["tiny-model", str(out), "--seed", "0"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging leftovers
     printed = capsys.readouterr().out
     assert "model.safetensors" in printed and "tokenizer.json" in printed
     written = sorted(p.name for p in out.iterdir())

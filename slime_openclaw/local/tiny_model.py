@@ -42,7 +42,7 @@ PRETOKENIZE_PATTERN = (
 
 @dataclass(frozen=True)
 class TinyModelSpec:
-    """Architecture and tokenizer sizes of the tiny model (defaults: ~1.3M parameters)."""
+    """Architecture and tokenizer sizes of the tiny model (defaults: about 1.05M parameters)."""
 
     vocab_size: int = 2048
     """Total vocabulary including the 9 added tokens (BPE learns up to ``vocab_size - 9``; a corpus
@@ -224,15 +224,12 @@ def default_model_dir(*, seed: int = 0, spec: TinyModelSpec = TinyModelSpec(), c
     return (cache_root or default_cache_root()) / f"tiny-{spec.cache_key(seed)}"
 
 
-def ensure_default_model(*, seed: int = 0, spec: TinyModelSpec = TinyModelSpec(), cache_root: Path | None = None) -> Path:
-    """Return the cached tiny model, building it first if missing.
+def build_atomically(final: Path, *, seed: int = 0, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    """Build the checkpoint in a temporary sibling of ``final`` and rename it into place.
 
-    Built in a temporary sibling directory and renamed into place, so concurrent callers
-    never see a half-written checkpoint: the final directory existing means it is complete.
+    Nobody ever sees a half-written checkpoint: ``final`` existing means it is complete.
+    If another builder renamed first, its (identical) result is kept.
     """
-    final = default_model_dir(seed=seed, spec=spec, cache_root=cache_root)
-    if final.is_dir():
-        return final
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
@@ -241,12 +238,18 @@ def ensure_default_model(*, seed: int = 0, spec: TinyModelSpec = TinyModelSpec()
         try:
             os.rename(staging, final)
         except OSError:
-            if not final.is_dir():  # lost a race: another builder renamed first
+            if not final.is_dir():
                 raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def ensure_default_model(*, seed: int = 0, spec: TinyModelSpec = TinyModelSpec(), cache_root: Path | None = None) -> Path:
+    """Return the cached tiny model, building it first (atomically) if missing."""
+    final = default_model_dir(seed=seed, spec=spec, cache_root=cache_root)
+    return final if final.is_dir() else build_atomically(final, seed=seed, spec=spec)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -261,13 +264,14 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not an empty directory")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.touch()
-        probe.unlink()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=".write-test.", dir=out.parent))
+        probe.rmdir()
+        if out.exists():
+            out.rmdir()  # empty: replaced by the complete checkpoint below
     except OSError as exc:
         raise ConfigError(f"cannot write to {out}: {exc.strerror or exc}") from exc
-    make_tiny_model(out, seed=args.seed)
+    build_atomically(out, seed=args.seed)
     for path in sorted(out.iterdir()):
         print(f"{path}  {path.stat().st_size} bytes")
     return 0
