@@ -92,3 +92,10 @@ def test_slime_models_named_by_the_config() -> None:
         {**BASE, "openclaw_hint_endpoints": ["http://127.0.0.1:9/v1"], "openclaw_teacher_endpoint": "slime:ref"}
     )
     assert config.slime_models() == ("judge", "ref")
+
+
+def test_example_custom_config_parses() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "slime_plugin" / "openclaw.yaml"
+    assert OpenClawConfig.from_file(example).method is Method.COMBINE
