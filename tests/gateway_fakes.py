@@ -103,7 +103,7 @@ class CharCodec:
     def render_ids(self, messages: Sequence[dict], tools: Sequence[dict]) -> list[int]:
         return encode(render_text(messages, tools))
 
-    def new_parser(self) -> CharParser:
+    def new_parser(self, prompt_ids: Sequence[int]) -> CharParser:
         return CharParser()
 
     def token_text(self, token_id: int) -> str:

@@ -96,7 +96,7 @@ class ChatService:
         generation = ResumableGeneration(self.engine, prompt_ids, sampling, request_id=cid,
                                          policy=self.settings.resume, on_resume=self._count_resume)
         return _Exchange(request, context, cid, int(time.time()), started, prompt_ids, generation,
-                         self.codec.new_parser(), R.StopTrimmer(request.stop))
+                         self.codec.new_parser(prompt_ids), R.StopTrimmer(request.stop))
 
     async def complete(self, http: web.Request, ex: _Exchange) -> web.StreamResponse:
         """Serve the exchange (streamed or not) and record it."""

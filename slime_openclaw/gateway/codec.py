@@ -82,8 +82,8 @@ class ChatCodec(Protocol):
         """Prompt ids with the generation prompt; ``RequestError`` when unrenderable."""
         ...
 
-    def new_parser(self) -> StreamParser:
-        """A parser for one response."""
+    def new_parser(self, prompt_ids: Sequence[int]) -> StreamParser:
+        """A parser for the response to ``prompt_ids`` (a prompt may open a reasoning block)."""
         ...
 
     def token_text(self, token_id: int) -> str:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from slime_openclaw.chat.parsing import ParsedDelta, ResponseParser
+from slime_openclaw.chat.parsing import ParsedDelta, ResponseParser, prompt_opens_reasoning
 from slime_openclaw.chat.template import ChatRenderer
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway.codec import MessageDelta, ToolCallDelta
@@ -66,8 +66,9 @@ class TokenizerCodec:
     def render_ids(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> list[int]:
         return self.renderer.render_ids(list(messages), tools=list(tools) or None)
 
-    def new_parser(self) -> _Parser:
-        return _Parser(ResponseParser(self.tokenizer, stop_ids=self.stop_token_ids))
+    def new_parser(self, prompt_ids: Sequence[int]) -> _Parser:
+        reasoning = prompt_opens_reasoning(self.tokenizer, prompt_ids)
+        return _Parser(ResponseParser(self.tokenizer, stop_ids=self.stop_token_ids, start_in_reasoning=reasoning))
 
     def _token_text(self, token_id: int) -> str:
         return str(self.tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False))
