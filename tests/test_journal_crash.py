@@ -91,12 +91,14 @@ def test_sigkill_loses_nothing_and_drains_exactly_once(tmp_path):
     path = tmp_path / "journal.sqlite"
     lines = _run_writer_until(path, 400)
     reported: dict[str, str] = {}
-    claimed, acked = set(), set()
+    claimed, drained, acked = set(), set(), set()
     for word, *keys in lines:
         if word in STATE_ORDER:
             reported[keys[0]] = word
         elif word == "claimed":
             claimed.update(keys)
+        elif word == "drained":
+            drained.update(keys)
         elif word == "acked":
             acked.update(keys)
 
@@ -106,7 +108,9 @@ def test_sigkill_loses_nothing_and_drains_exactly_once(tmp_path):
             record = journal.get(key)
             assert record is not None, key
             assert STATE_ORDER.index(record.state.value) >= STATE_ORDER.index(state), (key, record.state, state)
-        assert {r.sample.sample_id for r in journal.iter_samples(SampleState.CONSUMED)} == acked
+        consumed = {r.sample.sample_id for r in journal.iter_samples(SampleState.CONSUMED)}
+        # An ack may commit just before the kill, without its line being printed.
+        assert acked <= consumed <= drained
         observed = [r.turn.key for r in journal.iter_turns(TurnState.OBSERVED)]
         assert claimed and claimed <= set(observed)
         assert not claimed & {r.turn.key for r in journal.claim_observed(1000, lease_seconds=0)}
@@ -139,7 +143,7 @@ def test_sigkill_loses_nothing_and_drains_exactly_once(tmp_path):
     assert len(got) == len(set(got)) and set(got) == pending
     with SqliteJournal(path) as after:
         assert after.drain(100) == []
-        assert after.stats().samples_by_state["consumed"] == len(pending) + len(acked)
+        assert after.stats().samples_by_state["consumed"] == len(pending) + len(consumed)
 
 
 if __name__ == "__main__":
