@@ -133,7 +133,7 @@ def _tis_weights(
     config: OpenClawConfig, old: list[torch.Tensor], batch: dict[str, Any], masks: list[torch.Tensor]
 ) -> tuple[torch.Tensor | None, dict[str, float]]:
     behaviour = batch.get("rollout_log_probs")
-    if not config.tis_clip or behaviour is None:
+    if not config.tis_clip or behaviour is None or not old:
         return None, {}
     policy = StalenessPolicy(max_staleness=None, tis_cap=config.tis_clip)
     weights, stats_sum, n = [], {"tis_mean": 0.0, "tis_clipfrac": 0.0}, 0
