@@ -84,6 +84,23 @@ async def test_unseeded_sampling_differs_between_requests(engine_url: str) -> No
     assert len({o.output_ids for o in outs}) > 1
 
 
+async def test_batched_decoding_equals_decoding_alone(engine_url: str) -> None:
+    """Concurrent requests of different lengths share forward passes (left-padded caches)."""
+    requests = [
+        GenerateRequest(
+            input_ids=PROMPT[: 2 + 2 * i],
+            sampling=SamplingParams(temperature=0.9, max_new_tokens=6 + i, sampling_seed=i, ignore_eos=True),
+        )
+        for i in range(4)
+    ]
+    async with EngineClient(engine_url) as client:
+        alone = [await client.generate(r) for r in requests]
+        together = await asyncio.gather(*(client.generate(r) for r in requests))
+    for a, b in zip(alone, together, strict=True):
+        assert b.output_ids == a.output_ids
+        assert b.output_log_probs == pytest.approx(a.output_log_probs, abs=TOL)
+
+
 @pytest.mark.parametrize("start", [0, 3])
 async def test_scoring_aligns_like_sglang(engine_url: str, reference: Any, start: int) -> None:
     """max_new_tokens=0 scores the input: entry 0 (token ``start``) is None, entry j >= 1 is

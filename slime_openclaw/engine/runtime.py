@@ -3,9 +3,10 @@
 ``Runtime`` loads any HF causal-LM directory (``AutoModelForCausalLM``; the tokenizer only
 decodes text and supplies end-of-sequence ids) and runs one scheduler thread that owns the
 model. Requests are admitted up to ``max_running`` at a time (the rest wait in FIFO order)
-and decoded *interleaved*: each scheduler round advances every running request by one
-token with its own KV cache, so a long request never blocks a short one, and the asyncio
-event loop never runs a forward pass. Results reach the loop through a ``RequestHandle``.
+and decoded together: each scheduler round samples one token for every running request
+and forwards all those tokens in one batched pass (each request keeps its own KV cache;
+engine/batching.py stacks them), so a long request never blocks a short one, and the
+asyncio event loop never runs a forward pass. Prefills run one request at a time. Results reach the loop through a ``RequestHandle``.
 The scheduler thread uses ``threads`` intra-op threads (default 1: decoding a small model
 is a chain of tiny matmuls that extra OpenMP threads slow down, badly so on a busy CPU;
 the setting is thread-local and leaves the rest of the process alone).
@@ -40,6 +41,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from slime_openclaw.engine import batching
 from slime_openclaw.engine.sequence import Progress, RuntimeRequest, Sequence
 from slime_openclaw.errors import EngineError, RequestError
 
@@ -307,12 +309,16 @@ class Runtime:
                 future.set_exception(EngineError("the engine runtime stopped"))
 
     def _round(self) -> None:
+        """Admit, then give every running request one token: sample each, forward them together."""
         while self._waiting and len(self._running) < self.max_running:
             self._running.append(self._waiting.popleft())
+        to_forward: list[tuple[Sequence, RequestHandle]] = []
         for entry in list(self._running):
             sequence, handle = entry
             try:
-                progress = sequence.advance(self.model, self._version)
+                if sequence.needs_prefill:
+                    sequence.prefill(self.model, self._version)
+                progress = sequence.sample()
             except Exception as exc:
                 log.exception("request %s failed", sequence.rid)
                 progress = sequence.abort(f"Engine error: {exc}", self._version)
@@ -321,8 +327,34 @@ class Runtime:
             if not handle.deliver(progress) and progress.finish is None:
                 progress = sequence.abort("The client went away.", self._version)
             if progress.finish is not None:
-                self._running.remove(entry)
-                self._forget(sequence.rid)
+                self._end(entry)
+            else:
+                to_forward.append(entry)
+        self._forward(to_forward)
+
+    def _forward(self, entries: list[tuple[Sequence, RequestHandle]]) -> None:
+        """Forward every sampled token: one batched pass when the caches allow it."""
+        sequences = [sequence for sequence, _ in entries]
+        try:
+            if batching.can_batch([s.cache for s in sequences]):
+                tokens = [s.pending_token for s in sequences]
+                logits, caches = batching.decode_step(self.model, tokens, [s.cache for s in sequences])  # type: ignore[arg-type]
+                for row, sequence in enumerate(sequences):
+                    sequence.set_decoded(logits[row], caches[row], self._version)
+            else:
+                for sequence in sequences:
+                    sequence.forward_pending(self.model, self._version)
+        except Exception as exc:
+            log.exception("decode step failed")
+            for entry in entries:
+                sequence, handle = entry
+                if sequence.pending_token is not None:
+                    handle.deliver(sequence.abort(f"Engine error: {exc}", self._version))
+                    self._end(entry)
+
+    def _end(self, entry: tuple[Sequence, RequestHandle]) -> None:
+        self._running.remove(entry)
+        self._forget(entry[0].rid)
 
     def _forget(self, rid: str) -> None:
         with self._rid_lock:

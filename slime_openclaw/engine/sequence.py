@@ -1,9 +1,10 @@
 """One request inside the embedded engine: its parameters, its KV cache and its decode step.
 
-``Sequence.advance`` does one unit of work for its request (the prefill, or the sampling of
-one token and the forward pass of that token) and returns a ``Progress`` with what became
-known. The scheduler (engine/runtime.py) interleaves ``advance`` calls of many sequences on
-its thread; nothing here is thread-safe or touches asyncio.
+Per scheduler round a sequence is prefilled if it has no next-token logits yet, then
+``sample`` draws one token and returns a ``Progress`` with what became known, then the
+token is forwarded (alone with ``forward_pending``, or batched with other sequences by
+engine/batching.py and handed back with ``set_decoded``). The scheduler (engine/runtime.py)
+drives this on its thread; nothing here is thread-safe or touches asyncio.
 
 Alignment of input log-probs (SGLang's): with ``logprob_start_len = s`` over an input of
 ``L`` tokens, ``input_logprobs`` has ``L - s`` entries for the tokens ``input_ids[s:]``;
@@ -93,6 +94,8 @@ class Sequence:
         self.cache: Any = None
         self.next_logits: torch.Tensor | None = None
         self.logits_version = 0
+        self.pending_token: int | None = None
+        """A sampled token not yet forwarded (between ``sample`` and ``set_decoded``)."""
         self.max_new_tokens = max(0, min(params.max_new_tokens, context_length - len(self.tokens)))
         self.stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(eos_token_ids))
         self.text = TextStream(tokenizer, skip_special_tokens=params.skip_special_tokens, stop=params.stop)
@@ -106,6 +109,7 @@ class Sequence:
         """Forget the KV cache and next-token logits; the next advance recomputes them."""
         self.cache = None
         self.next_logits = None
+        self.pending_token = None
 
     def _prefill(self, model: Any, version: int) -> None:
         from transformers import DynamicCache
@@ -143,13 +147,24 @@ class Sequence:
         return values, top
 
     # -- one unit of work ---------------------------------------------------------
-    def advance(self, model: Any, version: int) -> Progress:
-        """Prefill if needed, then sample one token (unless nothing is to be generated)."""
-        if self.next_logits is None:
-            self._prefill(model, version)
+    @property
+    def needs_prefill(self) -> bool:
+        """True until a forward pass has produced the next-token logits."""
+        return self.next_logits is None
+
+    def prefill(self, model: Any, version: int) -> None:
+        """Run the whole sequence through the model (first time: with input log-probs)."""
+        self._prefill(model, version)
+
+    def sample(self) -> Progress:
+        """Sample one token from the pending logits (or finish a scoring request).
+
+        When the returned progress is not final, ``pending_token`` must be forwarded
+        (``forward_pending`` or a batched step ending in ``set_decoded``) before the next call.
+        """
         if self.max_new_tokens == 0:
             return self._with_input(self._finished({"type": "length", "length": 0}, [], [], [], ""))
-        assert self.next_logits is not None
+        assert self.next_logits is not None, "sample() before prefill()"
         params = self.request.sampling
         logp = sampling.log_probs(self.next_logits, params.temperature)
         token = sampling.choose_token(
@@ -160,17 +175,25 @@ class Sequence:
         produced_version = self.logits_version
         self.output_ids.append(token)
         self.tokens.append(token)
+        self.next_logits = None
         delta = self.text.push(token)
         finish = self._check_finish(token, delta)
         if finish is not None:
-            progress = self._finished(finish, [token], [token_logprob], top, delta, produced_version)
-            return self._with_input(progress)
-        out = model(input_ids=torch.tensor([[token]], dtype=torch.long), past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
-        self.next_logits = out.logits[0, -1]
-        self.logits_version = version
-        progress = Progress([token], [token_logprob], top, delta, produced_version, len(self.output_ids))
-        return self._with_input(progress)
+            return self._with_input(self._finished(finish, [token], [token_logprob], top, delta, produced_version))
+        self.pending_token = token
+        return self._with_input(Progress([token], [token_logprob], top, delta, produced_version, len(self.output_ids)))
+
+    def forward_pending(self, model: Any, version: int) -> None:
+        """Forward the sampled token alone, extending this sequence's KV cache."""
+        out = model(
+            input_ids=torch.tensor([[self.pending_token]], dtype=torch.long), past_key_values=self.cache, use_cache=True
+        )
+        self.set_decoded(out.logits[0, -1], out.past_key_values, version)
+
+    def set_decoded(self, logits: torch.Tensor, cache: Any, version: int) -> None:
+        """Install the result of forwarding ``pending_token`` (alone or in a batch)."""
+        self.next_logits, self.cache, self.logits_version = logits, cache, version
+        self.pending_token = None
 
     def _check_finish(self, token: int, delta: str) -> dict[str, Any] | None:
         """SGLang's order: length first, then a stop token, then a stop string."""
