@@ -211,3 +211,22 @@ def test_invalid_inputs_are_rejected() -> None:
         topk_reverse_kl(logits, teacher_lp, ids.double())
     with pytest.raises(ValueError, match="min_tail_mass"):
         topk_reverse_kl(logits, teacher_lp, ids, min_tail_mass=0.0)
+
+
+def test_no_allocation_scales_with_t_times_v_except_the_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Allocations per op stay within one row chunk or [T, K], besides the one [T, V] gradient."""
+    monkeypatch.setattr(topk_module, "_CHUNK_ELEMENTS", 16 * 1024)  # 16 rows of V=1024
+    t, v, k = 512, 1024, 8
+    logits, teacher_lp, ids = make_case(t, v, k, 0.7, torch.float32)
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
+        loss = topk_reverse_kl(logits, teacher_lp, ids, 0.7)
+        (grad,) = torch.autograd.grad(loss.sum(), logits)
+    leaves = [e for e in prof.events() if not e.cpu_children]  # a parent counts its children's bytes
+    sizes = sorted((e.cpu_memory_usage for e in leaves if e.cpu_memory_usage > 0), reverse=True)
+    grad_bytes = t * v * 4
+    assert sizes[0] == grad_bytes  # the gradient itself, allocated once
+    chunk_bytes, topk_bytes = 16 * 1024 * 4, t * k * 8
+    assert sizes[1] <= max(chunk_bytes, topk_bytes), sizes[:5]
+    assert grad.shape == (t, v)

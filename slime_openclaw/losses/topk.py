@@ -43,19 +43,24 @@ def topk_reverse_kl(
     temperature: float = 1.0,
     *,
     min_tail_mass: float = 1e-6,
+    check_ids: bool = True,
 ) -> torch.Tensor:
     """Per-token reverse KL(student || teacher) over the teacher's top-K ids plus a tail bin.
 
     Args:
         student_logits: [T, V] raw student logits for the response positions (the
             logit row that predicts each response token). Not divided by temperature:
-            this function divides, as slime's ``get_log_probs_and_entropy`` does.
+            this function divides, as slime's ``get_log_probs_and_entropy`` does. Logits
+            already divided (slime's ``get_responses`` with ``apply_temperature=True``)
+            go with ``temperature=1.0``.
         teacher_topk_log_probs: [T, K] teacher log-probs ``log_softmax(teacher_logits /
             temperature)`` at ``teacher_topk_ids``; non-finite entries mark no bin.
         teacher_topk_ids: [T, K] integer token ids in ``[0, V)`` (any value where the
             log-prob is not finite).
         temperature: The rollout temperature (> 0) both distributions are taken at.
         min_tail_mass: Floor of the teacher's tail mass (0 < floor < 1).
+        check_ids: Verify that finite-teacher ids are distinct per token (a sort of
+            [T, K] and, on GPU, one device sync); turn off once the producer is trusted.
 
     Returns:
         [T] per-token loss in the dtype of ``student_logits`` (>= 0 up to rounding when
@@ -66,7 +71,8 @@ def topk_reverse_kl(
     ids = torch.where(
         valid, teacher_topk_ids.to(torch.long), torch.zeros_like(teacher_topk_ids, dtype=torch.long)
     )
-    _check_distinct(ids, valid)
+    if check_ids:
+        _check_distinct(ids, valid)
     teacher = teacher_topk_log_probs.detach()
     out: torch.Tensor = _TopKReverseKL.apply(
         student_logits, teacher, ids, valid, float(temperature), min_tail_mass
