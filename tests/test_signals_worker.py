@@ -117,7 +117,7 @@ async def test_dead_judge_delays_but_never_loses_turns(journal) -> None:
 async def test_dead_teacher_defers_opd_turns(journal) -> None:
     key = observe(journal, 0, user_next("No, I meant in Celsius."))
     worker = SignalWorker(journal, pipeline(Method.OPD, None, ScoringEngine(fail=True), hint="rules"))
-    await asyncio.wait_for(worker._process(journal.claim_observed(1)[0]), 5)
+    assert await asyncio.wait_for(worker.process_available(), 5) == 0, "stops at the first deferral"
     assert journal.get(key).state is TurnState.OBSERVED and worker.counters.deferred == 1
     assert len(journal.claim_observed(1)) == 1, "the claim was released for a retry"
 

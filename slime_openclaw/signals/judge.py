@@ -10,6 +10,7 @@ obtained from a model lives in judge_backends.py. Nothing here is on the serving
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from slime_openclaw.signals.context import JudgeInput
 from slime_openclaw.signals.judge_backends import RetryPolicy, TextGenerator, VoteOutcome, call_with_retries
 from slime_openclaw.types import Message, Verdict
 
+log = logging.getLogger(__name__)
 _BOXED = re.compile(r"\\boxed\{\s*([^{}]*?)\s*\}")
 _SCORES = {"1": 1, "+1": 1, "0": 0, "-1": -1}
 
@@ -157,6 +159,8 @@ class LLMJudge:
         ``parse_failures`` (see ``judge_unavailable``).
         """
         tally = await self.tally(item)
+        if tally.unavailable:
+            log.warning("judge %s: no vote answered (%s)", self.name, "; ".join(sorted(set(tally.errors))))
         score = majority(tally.votes)
         return Verdict(
             score=score,

@@ -174,15 +174,23 @@ class SignalWorker:
         self._wake.set()
 
     async def process_available(self) -> int:
-        """Claim and process turns until none is left to claim (no loop needed); returns turns handled."""
-        handled = 0
+        """Claim and process turns until none is left to claim, without the loop (tests, benchmarks).
+
+        Returns the number of turns recorded. Stops early after a round in which a model was
+        unavailable (the deferred turns stay OBSERVED); ``counters.deferred`` says so.
+        """
+        recorded = 0
         while True:
             records = self.journal.claim_observed(self.concurrency, owner=self.owner)
             if not records:
-                return handled
+                return recorded
             self.counters.claimed += len(records)
+            before = self.counters.ready + self.counters.discarded
+            deferred = self.counters.deferred + self.counters.errors
             await asyncio.gather(*(self._process(r) for r in records))
-            handled += len(records)
+            recorded += self.counters.ready + self.counters.discarded - before
+            if self.counters.deferred + self.counters.errors > deferred:
+                return recorded
 
     async def _process(self, record: TurnRecord) -> None:
         key = record.turn.key
