@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import torch
 
 from slime_openclaw.engine import batching
-from slime_openclaw.engine.sequence import Progress, RuntimeRequest, Sequence
+from slime_openclaw.engine.sequence import Progress, RuntimeRequest, Sequence, validate_request
 from slime_openclaw.errors import EngineError, RequestError
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class Runtime:
 
     @property
     def paused(self) -> bool:
+        """Whether generation is paused (requests are held, new ones wait)."""
         return self._paused
 
     def load_info(self) -> dict[str, int]:
@@ -178,7 +179,7 @@ class Runtime:
     # -- requests ------------------------------------------------------------------
     def submit(self, request: RuntimeRequest) -> RequestHandle:
         """Queue a request; call from a running event loop. Raises ``RequestError`` if invalid."""
-        self._validate(request)
+        validate_request(request, vocab_size=self.vocab_size, context_length=self.context_length)
         with self._rid_lock:
             if request.rid in self._rids:
                 raise RequestError(f"duplicate request id {request.rid!r}", param="rid")
@@ -192,26 +193,6 @@ class Runtime:
             self._forget(request.rid)
             raise EngineError("the engine runtime is not running")
         return handle
-
-    def _validate(self, request: RuntimeRequest) -> None:
-        n = len(request.input_ids)
-        if n == 0:
-            raise RequestError("input_ids must not be empty", param="input_ids")
-        if n >= self.context_length:
-            raise RequestError(
-                f"the input ({n} tokens) is longer than the model's context length ({self.context_length} tokens)",
-                param="input_ids",
-            )
-        bad = [t for t in request.input_ids if not 0 <= t < self.vocab_size]
-        if bad:
-            raise RequestError(f"token id {bad[0]} outside the vocabulary (size {self.vocab_size})", param="input_ids")
-        if request.logprob_start_len >= n:
-            raise RequestError(
-                f"logprob_start_len ({request.logprob_start_len}) must be smaller than the input length ({n})",
-                param="logprob_start_len",
-            )
-        if request.sampling.stop and self.tokenizer is None:
-            raise RequestError("stop strings need a tokenizer", param="stop")
 
     def abort(self, rid: str | None = None, *, abort_all: bool = False) -> concurrent.futures.Future[int]:
         """End one request (or all) with finish_reason abort; resolves to how many ended."""

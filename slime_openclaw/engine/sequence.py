@@ -23,6 +23,7 @@ import torch
 
 from slime_openclaw.engine import sampling
 from slime_openclaw.engine.textstream import TextStream
+from slime_openclaw.errors import RequestError
 
 TopList = list[tuple[float, int]]
 
@@ -57,7 +58,7 @@ class RuntimeRequest:
 
 @dataclass
 class Progress:
-    """What one ``advance`` (or an abort) produced for a request."""
+    """What one scheduler round (or an abort) produced for a request."""
 
     output_ids: list[int]
     output_logprobs: list[float]
@@ -75,6 +76,26 @@ class Progress:
     input_logprobs: list[float | None] | None = None
     """On the first progress only; see the module docstring for the alignment."""
     input_top: list[TopList | None] | None = None
+
+
+def validate_request(request: RuntimeRequest, *, vocab_size: int, context_length: int) -> None:
+    """Raise ``RequestError`` for a request the model cannot serve (SGLang's checks)."""
+    n = len(request.input_ids)
+    if n == 0:
+        raise RequestError("input_ids must not be empty", param="input_ids")
+    if n >= context_length:
+        raise RequestError(
+            f"the input ({n} tokens) is longer than the model's context length ({context_length} tokens)",
+            param="input_ids",
+        )
+    bad = [t for t in request.input_ids if not 0 <= t < vocab_size]
+    if bad:
+        raise RequestError(f"token id {bad[0]} outside the vocabulary (size {vocab_size})", param="input_ids")
+    if request.logprob_start_len >= n:
+        raise RequestError(
+            f"logprob_start_len ({request.logprob_start_len}) must be smaller than the input length ({n})",
+            param="logprob_start_len",
+        )
 
 
 def abort_reason(message: str) -> dict[str, Any]:
@@ -106,7 +127,7 @@ class Sequence:
 
     # -- forward passes -------------------------------------------------------------
     def drop_cache(self) -> None:
-        """Forget the KV cache and next-token logits; the next advance recomputes them."""
+        """Forget the KV cache and next-token logits; the next round recomputes them (prefill)."""
         self.cache = None
         self.next_logits = None
         self.pending_token = None
