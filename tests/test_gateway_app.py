@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import openai
 import pytest
 
@@ -226,3 +227,31 @@ async def test_error_mid_stream_is_an_sse_error_event_and_server_keeps_serving()
         out = await api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "a"}])
         assert out.choices[0].message.content == "abcdefgh"
         assert deps.metrics.stream_errors == 1
+
+
+async def test_client_going_away_mid_stream_stops_the_engine_request() -> None:
+    engine = ScriptedEngine(lambda ids: reply_ids("x" * 200), chunk_size=1, delay=0.01)
+    original, ended = engine.stream, []
+
+    async def watched(request):
+        sent = 0
+        try:
+            async for delta in original(request):
+                sent += len(delta.output_ids)
+                yield delta
+        finally:
+            ended.append(sent)
+
+    engine.stream = watched  # type: ignore[method-assign]
+    journal = MemoryJournal()
+    async with running_gateway(engine, journal=journal) as (api, deps), aiohttp.ClientSession() as http:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "a"}], "stream": True}
+        async with http.post(f"{api.base_url}chat/completions", json=body) as response:
+            await response.content.readline()
+        for _ in range(100):
+            if ended:
+                break
+            await asyncio.sleep(0.02)
+        assert ended and ended[0] < 100  # closed long before the 201 tokens were generated
+        assert deps.metrics.in_flight == 0
+    assert list(journal.iter_turns()) == []  # an answer the client never got is not a turn

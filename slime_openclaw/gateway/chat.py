@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -102,21 +102,24 @@ class ChatService:
         """Serve the exchange (streamed or not) and record it."""
         assignment = self.book.open(ex.context, ex.request.messages, ex.prompt_ids) if ex.context.train else None
         tokens = _guard(ex.generation.run())
-        if not ex.request.stream:
+        try:
+            if ex.request.stream:
+                return await self._stream(http, ex, tokens, assignment)
             async for ids in tokens:
                 self._first_token(ex)
                 ex.parser.feed(ids)
             ex.parser.close()
             message = self._finish(ex, assignment)
-            body = R.chat_completion(
-                cid=ex.cid, created=ex.created, model=self.model_name, message=message,
-                finish_reason=self._client_finish(ex, message), usage_obj=self._usage(ex),
-                logprobs=self._logprobs(ex, ex.generation.output_ids, ex.generation.log_probs),
-            )
-            return web.json_response(body)
-        return await self._stream(http, ex, tokens, assignment)
+        finally:
+            await tokens.aclose()  # a client that went away must not leave the engine generating
+        body = R.chat_completion(
+            cid=ex.cid, created=ex.created, model=self.model_name, message=message,
+            finish_reason=self._client_finish(ex, message), usage_obj=self._usage(ex),
+            logprobs=self._logprobs(ex, ex.generation.output_ids, ex.generation.log_probs),
+        )
+        return web.json_response(body)
 
-    async def _stream(self, http: web.Request, ex: _Exchange, tokens: AsyncIterator[tuple[int, ...]],
+    async def _stream(self, http: web.Request, ex: _Exchange, tokens: AsyncGenerator[tuple[int, ...], None],
                       assignment: Assignment | None) -> web.StreamResponse:
         first = await anext(tokens, None)  # engine failures before this point are plain HTTP errors
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -227,13 +230,17 @@ class ChatService:
         self.metrics.resumes += 1
 
 
-async def _guard(tokens: AsyncIterator[tuple[int, ...]]) -> AsyncIterator[tuple[int, ...]]:
+async def _guard(tokens: AsyncIterator[tuple[int, ...]]) -> AsyncGenerator[tuple[int, ...], None]:
     """Turn transport failures of the engine into ``EngineError``."""
     try:
         async for ids in tokens:
             yield ids
     except _ENGINE_FAILURES as exc:
         raise EngineError(f"engine request failed: {type(exc).__name__}") from exc
+    finally:
+        aclose = getattr(tokens, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
