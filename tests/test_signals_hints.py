@@ -49,7 +49,10 @@ def test_select_best_hint_rule() -> None:
     assert select_best_hint((1,), ["0123456789"]) == "", "10 characters is trivial"
     assert select_best_hint((1,), ["0123456789a"]) == "0123456789a", "over 10 characters is kept"
     assert select_best_hint((1, 1), ["a" * 20, "b" * 20]) == "a" * 20, "ties go to the earliest vote"
-    assert select_best_hint((1,), ["y" * 2000]) == "", "runaway answers are not hints"
+    assert select_best_hint((1,), ["y" * 2000]) == "y" * 600, "long hints are cut"
+    words = "Use the metric system everywhere. " * 40
+    cut = select_best_hint((1,), [words])
+    assert 590 <= len(cut) <= 600 and words.startswith(cut) and words[len(cut)] == " ", "cut at a word boundary"
     assert select_best_hint((None, -1), ["", ""]) == ""
     strict = HintSelection(min_positive=2)
     assert select_best_hint((1, -1), ["Use metric units.", ""], strict) == ""

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from slime_openclaw.config import OpenClawConfig
+from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.engine.protocol import Engine
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.signals.hints import (
@@ -22,7 +24,16 @@ from slime_openclaw.signals.hints import (
     LLMHintExtractor,
 )
 from slime_openclaw.signals.judge import Judge, LLMJudge
-from slime_openclaw.signals.judge_backends import ChatRendererLike, RetryPolicy, TextGenerator
+from slime_openclaw.signals.judge_backends import (
+    ChatRendererLike,
+    Detokenizer,
+    EngineTextGenerator,
+    JudgeSampling,
+    OpenAIChatGenerator,
+    RetryPolicy,
+    SpreadGenerator,
+    TextGenerator,
+)
 from slime_openclaw.signals.pipeline import SignalPipeline
 from slime_openclaw.signals.rules import FirstDecisive, default_rule_judges
 from slime_openclaw.signals.teacher import HintPlacement, TeacherScorer
@@ -44,7 +55,10 @@ class SignalsConfig:
     """``rules``, ``llm`` or ``rules+llm`` (an explicit correction first, else the LLM's hint)."""
     hint_votes: int = 3
     hint_min_chars: int = 11
-    hint_max_chars: int = 1000
+    hint_max_chars: int = 600
+    judge_temperature: float = 0.7
+    """Sampling temperature of each judge and hint vote (votes must differ to be worth m)."""
+    judge_max_new_tokens: int = 512
     vote_timeout_s: float = 60.0
     vote_retries: int = 2
     retry_backoff_s: float = 0.5
@@ -88,6 +102,33 @@ class SignalsConfig:
         if self.vote_timeout_s <= 0 or self.vote_retries < 0 or self.teacher_top_k < 0:
             raise ConfigError("signals vote_timeout_s must be > 0, vote_retries and teacher_top_k >= 0")
 
+    @classmethod
+    def from_openclaw(cls, config: OpenClawConfig) -> SignalsConfig:
+        """The signal settings of the package-wide configuration (slime_openclaw/config.py).
+
+        Judges are rules first, then the LLM at ``openclaw_judge_endpoints``; hints are the
+        correction rule first, then the LLM at the hint endpoints; the teacher is the policy
+        engine for ``openclaw_teacher_endpoint: policy``, the reference engine otherwise.
+        """
+        return cls(
+            method=config.method,
+            judge_votes=config.judge.votes,
+            hint_votes=config.hint.votes,
+            hint_min_chars=config.hint.min_chars,
+            hint_max_chars=config.hint.max_chars,
+            judge_temperature=config.judge.temperature,
+            vote_timeout_s=config.judge.timeout_s,
+            vote_retries=config.judge.max_retries,
+            teacher="policy" if config.teacher.endpoint == "policy" else "reference",
+            teacher_top_k=config.teacher.topk,
+            concurrency=config.signal_workers,
+        )
+
+    @property
+    def sampling(self) -> JudgeSampling:
+        """Sampling of judge and hint votes."""
+        return JudgeSampling(temperature=self.judge_temperature, max_new_tokens=self.judge_max_new_tokens)
+
     @property
     def retry_policy(self) -> RetryPolicy:
         """Per-vote timeout and retries."""
@@ -99,6 +140,43 @@ class SignalsConfig:
         uses_judge = self.method is not Method.OPD and "llm" in self.judge
         uses_hint = self.method is not Method.BINARY and "llm" in self.hint
         return uses_judge or uses_hint
+
+
+def make_generator(
+    urls: tuple[str, ...] | list[str],
+    protocol: str,
+    sampling: JudgeSampling,
+    *,
+    model: str = "judge",
+    api_key: str | None = None,
+    renderer: ChatRendererLike | None = None,
+    tokenizer: Detokenizer | None = None,
+    stop_token_ids: tuple[int, ...] = (),
+) -> TextGenerator:
+    """A text generator over judge URLs, votes spread over them in turn; close it with ``aclose``.
+
+    ``protocol`` ``openai``: chat completions at each URL. ``sglang``: native ``/generate``,
+    rendering with ``renderer`` and decoding with ``tokenizer`` (the judge model's own).
+    ``slime:NAME`` endpoints must be resolved to URLs by the caller first.
+    """
+    if not urls:
+        raise ConfigError("a model judge needs at least one endpoint URL")
+    generators: list[TextGenerator] = []
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"judge endpoint {url!r} is not an http(s) URL (resolve slime:NAME first)")
+        if protocol == "openai":
+            generators.append(OpenAIChatGenerator(url, model, api_key=api_key or None, sampling=sampling))
+        elif protocol == "sglang":
+            if renderer is None or tokenizer is None:
+                raise ConfigError("a native-protocol judge needs the judge model's chat template and tokenizer")
+            client = EngineClient(url, api_key=api_key or None)
+            generators.append(
+                EngineTextGenerator(client, renderer, tokenizer, sampling, stop_token_ids, name=url, owns_engine=True)
+            )
+        else:
+            raise ConfigError(f"judge protocol must be openai or sglang, got {protocol!r}")
+    return generators[0] if len(generators) == 1 else SpreadGenerator(generators)
 
 
 def build_judge(config: SignalsConfig, generator: TextGenerator | None) -> Judge:
@@ -128,12 +206,16 @@ def build_pipeline(
     generator: TextGenerator | None,
     policy_engine: Engine | None,
     reference_engine: Engine | None = None,
+    hint_generator: TextGenerator | None = None,
 ) -> SignalPipeline:
-    """The pipeline for ``config.method``; the teacher engine is chosen by ``config.teacher``."""
+    """The pipeline for ``config.method``; the teacher engine is chosen by ``config.teacher``.
+
+    ``generator`` serves the LLM judge, ``hint_generator`` (default: the same) the hint votes.
+    """
     judge = build_judge(config, generator) if config.method is not Method.OPD else None
     hints = teacher = None
     if config.method is not Method.BINARY:
-        hints = build_hints(config, generator)
+        hints = build_hints(config, hint_generator or generator)
         engine = policy_engine if config.teacher == "policy" else reference_engine
         if engine is None:
             raise ConfigError(f"signals teacher '{config.teacher}' needs an engine")

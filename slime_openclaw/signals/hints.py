@@ -9,8 +9,9 @@
 
 Selection rule (``select_best_hint``), documented in the README:
 1. candidates are the hint texts of votes that answered +1, whitespace-collapsed;
-2. a candidate shorter than ``min_chars`` (default 11, i.e. "over 10 characters") or longer
-   than ``max_chars`` (default 1000: a runaway answer, not a hint) is dropped;
+2. a candidate longer than ``max_chars`` (default 600) is cut at the last word boundary
+   within the limit (the teacher context stays bounded); then a candidate shorter than
+   ``min_chars`` (default 11, i.e. "over 10 characters") is trivial and dropped;
 3. the hint is accepted only if at least ``min_positive`` votes (default 1) answered +1;
 4. among the remaining candidates the longest wins (more concrete detail); equal lengths go
    to the earliest vote, so the choice is deterministic.
@@ -49,13 +50,25 @@ class HintSelection:
     """Parameters of ``select_best_hint``."""
 
     min_chars: int = 11
-    max_chars: int = 1000
+    """Shortest hint accepted, in characters after whitespace collapsing."""
+    max_chars: int = 600
+    """Longer hints are cut to this length at a word boundary."""
     min_positive: int = 1
+    """+1 votes needed before any hint is accepted."""
 
 
 def normalize_hint(text: str) -> str:
     """Collapse whitespace runs to single spaces and strip."""
     return " ".join(text.split())
+
+
+def cut_hint(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters, at the last space when there is one."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    space = head.rfind(" ")
+    return (head[:space] if space > 0 else head).rstrip()
 
 
 def select_best_hint(votes: Sequence[int | None], texts: Sequence[str], rule: HintSelection | None = None) -> str:
@@ -68,8 +81,8 @@ def select_best_hint(votes: Sequence[int | None], texts: Sequence[str], rule: Hi
         return ""
     best = ""
     for vote, text in zip(votes, texts, strict=True):
-        candidate = normalize_hint(text)
-        if vote != 1 or not rule.min_chars <= len(candidate) <= rule.max_chars:
+        candidate = cut_hint(normalize_hint(text), rule.max_chars)
+        if vote != 1 or len(candidate) < rule.min_chars:
             continue
         if len(candidate) > len(best):
             best = candidate

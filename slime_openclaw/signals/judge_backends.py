@@ -119,6 +119,7 @@ class EngineTextGenerator:
         sampling: JudgeSampling | None = None,
         stop_token_ids: Sequence[int] = (),
         name: str = "engine",
+        owns_engine: bool = False,
     ) -> None:
         self.engine = engine
         self.renderer = renderer
@@ -126,6 +127,7 @@ class EngineTextGenerator:
         self.sampling = sampling or JudgeSampling()
         self.stop_token_ids = tuple(stop_token_ids)
         self.name = name
+        self.owns_engine = owns_engine
 
     async def complete(self, messages: Sequence[Message]) -> str:
         """Render, generate, decode without special tokens."""
@@ -141,6 +143,11 @@ class EngineTextGenerator:
             GenerateRequest(input_ids=tuple(input_ids), sampling=params, return_logprob=False)
         )
         return self.tokenizer.decode(list(output.output_ids), skip_special_tokens=True)
+
+    async def aclose(self) -> None:
+        """Close the engine client when this generator was given ownership of it."""
+        if self.owns_engine:
+            await aclose_quietly(self.engine)
 
 
 class OpenAIChatGenerator:
@@ -205,3 +212,32 @@ class OpenAIChatGenerator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class SpreadGenerator:
+    """Spreads calls over several generators in turn (votes over several judge endpoints)."""
+
+    def __init__(self, generators: Sequence[TextGenerator]) -> None:
+        if not generators:
+            raise ValueError("SpreadGenerator needs at least one generator")
+        self.generators = tuple(generators)
+        self.name = "+".join(g.name for g in self.generators)
+        self._next = 0
+
+    async def complete(self, messages: Sequence[Message]) -> str:
+        """The next generator's reply."""
+        generator = self.generators[self._next % len(self.generators)]
+        self._next += 1
+        return await generator.complete(messages)
+
+    async def aclose(self) -> None:
+        """Close every generator that can be closed."""
+        for generator in self.generators:
+            await aclose_quietly(generator)
+
+
+async def aclose_quietly(obj: object) -> None:
+    """Await ``obj.aclose()`` when it has one."""
+    close = getattr(obj, "aclose", None)
+    if close is not None:
+        await close()
