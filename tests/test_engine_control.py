@@ -150,3 +150,17 @@ async def test_in_process_update_labels_tokens_with_versions(engine: tuple[Runti
         runtime.update_weights({"not.a.param": torch.zeros(1)})
     assert runtime.weight_version == 1
     assert torch.equal(runtime.model.state_dict()["model.norm.weight"], original["model.norm.weight"] * 1.5)
+
+
+async def test_client_leaving_a_stream_aborts_its_request(engine: tuple[Runtime, str]) -> None:
+    runtime, url = engine
+    async with EngineClient(url) as client:
+        stream = client.stream(request(3000))
+        async for _ in stream:
+            break
+        await stream.aclose()  # type: ignore[attr-defined]
+        for _ in range(40):  # well before 3000 tokens could finish
+            if runtime.load_info()["num_running_reqs"] == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert runtime.load_info() == {"num_running_reqs": 0, "num_waiting_reqs": 0}

@@ -35,6 +35,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -140,8 +141,7 @@ async def health_generate(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     if not runtime.healthy:
         return web.Response(status=503)
-    loop = asyncio.get_running_loop()
-    if runtime.last_token_time and loop.time() - runtime.last_token_time < 1.0:
+    if runtime.last_token_time and time.monotonic() - runtime.last_token_time < 1.0:
         return web.Response(status=200)
     call = GenerateCall({"input_ids": [0], "sampling_params": {"max_new_tokens": 1, "temperature": 0.0}})
     handle = runtime.submit(call.request)
