@@ -116,10 +116,14 @@ async def test_dead_judge_delays_but_never_loses_turns(journal) -> None:
 
 async def test_dead_teacher_defers_opd_turns(journal) -> None:
     key = observe(journal, 0, user_next("No, I meant in Celsius."))
-    worker = SignalWorker(journal, pipeline(Method.OPD, None, ScoringEngine(fail=True), hint="rules"))
+    engine = ScoringEngine(fail=True)
+    worker = SignalWorker(journal, pipeline(Method.OPD, None, engine, hint="rules"), backoff_initial_s=0.2)
     assert await asyncio.wait_for(worker.process_available(), 5) == 0, "stops at the first deferral"
     assert journal.get(key).state is TurnState.OBSERVED and worker.counters.deferred == 1
-    assert len(journal.claim_observed(1)) == 1, "the claim was released for a retry"
+    assert len(engine.requests) == 1, "one attempt (retries are 0 here)"
+    assert journal.claim_observed(1, lease_seconds=0.0) == [], "held during the back-off"
+    await asyncio.sleep(0.3)
+    assert len(journal.claim_observed(1)) == 1, "given back once the back-off passed"
 
 
 async def test_concurrency_is_bounded_and_everything_is_judged(journal) -> None:

@@ -4,8 +4,8 @@
 most ``concurrency`` turns in memory at once (claimed from the journal only when a slot is
 free), so when judging falls behind the work waits in the journal, visible as judge lag,
 and is never dropped. A turn whose judge, hint model or teacher is down is given back to the
-journal (claim released) and retried after an exponential back-off; a crash leaves claims
-to expire. Results go to ``record_signals`` in one transaction (JUDGED -> READY, or
+journal (its claim released once the exponential back-off has passed) and retried; a crash
+or a stop leaves claims to expire. Results go to ``record_signals`` in one transaction (JUDGED -> READY, or
 DISCARDED with the reason). What to compute per turn is pipeline.py.
 """
 
@@ -235,8 +235,13 @@ class SignalWorker:
         self.counters.teacher_failures += sum(1 for e in outcome.errors if e.startswith("teacher"))
 
     def _back_off(self, key: str, why: str) -> None:
+        """Grow the back-off and give the turn back once it has passed (not at once, so that
+        turns other models can decide do not keep a dead judge busy)."""
         self.backoff_s = min(self.backoff_max_s, max(self.backoff_initial_s, self.backoff_s * 2))
         log.warning("turn %s deferred (%s); backing off %.1fs", key, why, self.backoff_s)
+        asyncio.get_running_loop().call_later(self.backoff_s, self._release, key)
+
+    def _release(self, key: str) -> None:
         try:
             self.journal.release_claims([key])
         except Exception:  # the claim then simply expires
