@@ -1,1 +1,10 @@
-"""OpenAI-compatible gateway: wire format, streaming, sessions and turn recording. Knows nothing of training."""
+"""OpenAI-compatible gateway: wire format, streaming, sessions and turn recording. Knows nothing of training.
+
+Modules: ``app`` (``make_app(GatewayDeps)``, routes, errors, back-pressure), ``chat`` (the
+chat-completions exchange), ``wire`` (request validation), ``responses`` (response and SSE
+shapes), ``generation`` (abort-and-resume over ``Engine.stream``), ``sessions`` (session
+resolution, continuity, bounds), ``recording`` (turns and next states to the recorder),
+``codec`` / ``tokenizer_codec`` (rendering and parsing seam), ``auth``, ``metrics``,
+``serve`` (the ``slime-openclaw serve`` command), ``scripted_engine`` (an engine stand-in
+for tests and benchmarks).
+"""
