@@ -42,7 +42,7 @@ BAD_REQUESTS = [
     ("logit_bias", {**GOOD, "logit_bias": {"1": 5}}, 400, None, "logit_bias"),
     ("top_logprobs", {**GOOD, "logprobs": True, "top_logprobs": 3}, 400, None, "top_logprobs"),
     ("penalty", {**GOOD, "presence_penalty": 0.5}, 400, None, "presence_penalty"),
-    ("seed", {**GOOD, "seed": 1}, 400, None, "seed"),
+    ("seed not an integer", {**GOOD, "seed": "7"}, 400, None, "seed"),
     ("json mode", {**GOOD, "response_format": {"type": "json_object"}}, 400, None, "response_format"),
     ("tool_choice required", {**GOOD, "tool_choice": "required"}, 400, None, "tool_choice"),
     ("unknown field", {**GOOD, "frobnicate": 1}, 400, "unknown_parameter", "frobnicate"),

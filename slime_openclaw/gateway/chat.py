@@ -91,6 +91,7 @@ class ChatService:
         sampling = SamplingParams(
             temperature=request.temperature, top_p=request.top_p, max_new_tokens=budget, stop=request.stop,
             stop_token_ids=self.codec.stop_token_ids, skip_special_tokens=False, no_stop_trim=True,
+            sampling_seed=request.seed,
         )
         cid = R.completion_id()
         generation = ResumableGeneration(self.engine, prompt_ids, sampling, request_id=cid,

@@ -2,7 +2,7 @@
 
 Every field the gateway honours is checked for type and range here; fields that would
 break token-exact recording or that the gateway cannot honour (``n > 1``, ``logit_bias``,
-``top_logprobs``, penalties, ``seed``, non-text ``response_format``, forced
+``top_logprobs``, penalties, non-text ``response_format``, forced
 ``tool_choice``, image parts, unknown fields) are refused with a ``RequestError`` naming
 the parameter, never dropped silently. Messages are normalized once (text parts joined,
 ``developer`` rendered as ``system``, tool-call arguments kept as JSON strings) so that
@@ -62,6 +62,8 @@ class ChatRequest:
     user: str | None = None
     metadata_session_id: str | None = None
     """``metadata.session_id``, when given."""
+    seed: int | None = None
+    """Sampling seed (sent to the engine as ``sampling_seed``): same seed, same answer."""
 
     @property
     def render_tools(self) -> tuple[dict[str, Any], ...]:
@@ -75,6 +77,7 @@ class ChatRequest:
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "stop": list(self.stop),
+            "seed": self.seed,
         }
 
 
@@ -124,7 +127,16 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         logprobs=_optional_bool(body, "logprobs", False),
         user=user or None,
         metadata_session_id=_metadata_session_id(body.get("metadata")),
+        seed=_parse_seed(body.get("seed")),
     )
+
+
+def _parse_seed(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise RequestError("'seed' must be an integer", param="seed")
+    return raw
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
@@ -140,8 +152,6 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         value = body.get(name)
         if value not in (None, 0, 0.0):
             raise RequestError(f"{name} is not supported: it would change the recorded log-probs", param=name)
-    if body.get("seed") is not None:
-        raise RequestError("seed is not supported by the engine protocol", param="seed")
     response_format = body.get("response_format")
     if response_format is not None and response_format != {"type": "text"}:
         raise RequestError("only response_format {\"type\": \"text\"} is supported", param="response_format")
