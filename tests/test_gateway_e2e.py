@@ -108,9 +108,12 @@ async def test_non_streaming_and_streaming_are_token_exact(tap: Tap, codec: Toke
     assert chunks[-1].usage.completion_tokens == len(second.response_ids)
 
 
-async def test_multi_turn_sessions_with_and_without_headers(tap: Tap, codec: TokenizerCodec) -> None:
+@pytest.mark.parametrize("strict_tokens", [False, True])
+async def test_multi_turn_sessions_with_and_without_headers(tap: Tap, codec: TokenizerCodec,
+                                                            strict_tokens: bool) -> None:
     journal = MemoryJournal()
-    async with running_gateway(tap, journal=journal, codec=codec) as (api, _):
+    async with running_gateway(tap, journal=journal, codec=codec,
+                               check_token_continuity=strict_tokens) as (api, _):
         for headers in ({}, {"X-Session-Id": "conv-1"}):
             history = [{"role": "user", "content": "Hello!"}]
             for follow in ("Tell me more.", "Thanks."):
@@ -131,8 +134,10 @@ async def test_multi_turn_sessions_with_and_without_headers(tap: Tap, codec: Tok
             assert prev.state is TurnState.OBSERVED and state.kind is NextStateKind.USER
             extends = nxt.turn.prompt_ids[: len(prev.turn.prompt_ids) + len(prev.turn.response_ids)] == (
                 prev.turn.prompt_ids + prev.turn.response_ids)
-            assert state.continuous == extends, state.break_reason
-            if extends:
+            # Message-level continuity always holds here; token level only where the
+            # re-rendered history reproduces the generated ids.
+            assert state.continuous == (extends or not strict_tokens), state.break_reason
+            if state.continuous:
                 assert [m["content"] for m in state.messages] == [nxt.turn.messages[-1]["content"]]
         assert turns[-1].next_state.kind is NextStateKind.SESSION_END
 

@@ -56,7 +56,7 @@ class GatewayConfig:
     """Idle seconds after which a session ends."""
     max_sessions: int = 10_000
     """Open sessions at most (least recently active ends first)."""
-    check_token_continuity: bool = True
+    check_token_continuity: bool = False
     """Also require token-level continuity for a next state (see gateway/sessions.py)."""
     health_timeout: float = 2.0
     """Seconds ``/healthz`` waits for the engine."""

@@ -96,7 +96,7 @@ class TurnBook:
     sessions: SessionTable
     metrics: GatewayMetrics
     clock: Callable[[], float] = time.time
-    check_token_continuity: bool = True
+    check_token_continuity: bool = False
     """Require the previous prompt + response ids to prefix the new prompt ids."""
 
     def open(self, context: TurnContext, messages: Sequence[Message], prompt_ids: Sequence[int]) -> Assignment:

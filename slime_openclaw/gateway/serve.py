@@ -57,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-sessions", type=int, default=10_000, help="open sessions at most (default 10000)")
     parser.add_argument("--default-max-tokens", type=int, default=1024, help="completion budget when none is given")
     parser.add_argument("--max-context-tokens", type=int, help="prompt + completion limit (default: unchecked)")
-    parser.add_argument("--no-token-continuity", action="store_true",
-                        help="attach next states on message-level continuity alone (templates that drop "
-                             "reasoning from history never continue token for token)")
+    parser.add_argument("--strict-token-continuity", action="store_true",
+                        help="also require each prompt to start with the previous prompt and response tokens "
+                             "(off by default: templates that trim or drop reasoning never continue token for "
+                             "token; message-level continuity is always checked)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="log level (request text is never logged)")
     parser.add_argument("--engine-max-running", type=int, default=16, help="embedded engine: concurrent requests")
@@ -79,7 +80,7 @@ def build_config(args: argparse.Namespace, model_name: str) -> GatewayConfig:
         max_concurrency=args.max_concurrency,
         session_ttl=args.session_ttl,
         max_sessions=args.max_sessions,
-        check_token_continuity=not args.no_token_continuity,
+        check_token_continuity=args.strict_token_continuity,
         chat=ChatSettings(default_max_tokens=args.default_max_tokens, max_context_tokens=args.max_context_tokens),
     )
 
