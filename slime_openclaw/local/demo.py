@@ -76,7 +76,7 @@ def _converse(url: str, max_tokens: int, seed: int) -> list[dict[str, Any]]:
     """The scripted conversation; returns what the client saw per request."""
     from openai import OpenAI
 
-    client = OpenAI(base_url=url, api_key="demo", max_retries=0, timeout=120)
+    client: Any = OpenAI(base_url=url, api_key="demo", max_retries=0, timeout=120)
     model = client.models.list().data[0].id
     _say(f"model: {model}")
     session = {"X-Session-Id": "demo-session-1"}
@@ -92,7 +92,7 @@ def _converse(url: str, max_tokens: int, seed: int) -> list[dict[str, Any]]:
     usage = None
     stream = client.chat.completions.create(
         model=model, messages=messages, stream=True, max_tokens=max_tokens,
-        stream_options={"include_usage": True}, extra_headers=session, extra_body=extra)  # type: ignore[arg-type]
+        stream_options={"include_usage": True}, extra_headers=session, extra_body=extra)
     for chunk in stream:
         if chunk.usage is not None:
             usage = chunk.usage
@@ -106,20 +106,20 @@ def _converse(url: str, max_tokens: int, seed: int) -> list[dict[str, Any]]:
     messages += [{"role": "assistant", "content": answer},
                  {"role": "user", "content": "No, I meant 12 times 30."}]
     _say("\n[2] follow-up in the same session (its message is turn 1's next state):")
-    reply = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
                                            extra_headers=session, extra_body=extra)
     _say(f"    finish={reply.choices[0].finish_reason}: {reply.choices[0].message.content!r}")
 
     tool_messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
     _say("\n[3] tool definitions, no session id (grouped by history matching):")
-    reply = client.chat.completions.create(model=model, messages=tool_messages, tools=[WEATHER_TOOL],  # type: ignore[arg-type, list-item]
+    reply = client.chat.completions.create(model=model, messages=tool_messages, tools=[WEATHER_TOOL],
                                            max_tokens=max_tokens, extra_body=extra)
     message = reply.choices[0].message
     _say(f"    finish={reply.choices[0].finish_reason} tool_calls={len(message.tool_calls or [])}"
          f" content={message.content!r}")
     tool_messages.append(message.model_dump(exclude_none=True))
     tool_messages.append({"role": "tool", "tool_call_id": "call_demo", "content": '{"temp_c": 18}'})
-    reply = client.chat.completions.create(model=model, messages=tool_messages, tools=[WEATHER_TOOL],  # type: ignore[arg-type, list-item]
+    reply = client.chat.completions.create(model=model, messages=tool_messages, tools=[WEATHER_TOOL],
                                            max_tokens=max_tokens, extra_body=extra)
     _say(f"    after the tool result: {reply.choices[0].message.content!r}")
 
