@@ -16,28 +16,33 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
 import math
 import os
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from slime_openclaw.config_values import coerce, is_loopback, positive, resolve_mode
+from slime_openclaw.config_values import load_yaml_mapping as load_yaml_mapping
+from slime_openclaw.config_values import parse_override as parse_override
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.types import Method
 
 PREFIX = "openclaw_"
 
-ENDPOINT_HELP = "an http(s) URL, or 'slime:NAME' for a model slime serves through --sglang-config"
+ENDPOINT_HELP = (
+    "an http(s) URL, 'slime:NAME' for a model slime serves through --sglang-config, "
+    "or 'policy' for the policy's own engine"
+)
+SIGNAL_MODES = ("auto", "rules", "llm", "rules+llm")
+"""Which judges / hint extractors run: ``rules`` only, the model only (``llm``), rules first then
+the model (``rules+llm``), or ``auto``: ``rules+llm`` when endpoints are set, ``rules`` otherwise."""
+HINT_PLACEMENTS = ("user_append", "system")
 
 
 def _check_endpoint(key: str, value: str) -> None:
-    if value.startswith("slime:") and len(value) > len("slime:"):
+    if value == "policy" or (value.startswith("slime:") and len(value) > len("slime:")):
         return
     if value.startswith(("http://", "https://")):
         return
@@ -48,21 +53,34 @@ def _check_endpoint(key: str, value: str) -> None:
 class JudgeConfig:
     """The evaluative signal: a PRM judge voting +1 / -1 / 0 on (response, next state)."""
 
+    mode: str = "auto"
+    """``rules``, ``llm``, ``rules+llm`` (rules decide when the evidence is explicit, the model
+    otherwise) or ``auto`` (``rules+llm`` with endpoints, ``rules`` without)."""
     endpoints: tuple[str, ...] = ()
-    """Judge engines, each an http(s) URL or ``slime:NAME``; votes are spread over them."""
+    """Judge engines, each an http(s) URL, ``slime:NAME`` or ``policy`` (the policy's own
+    engine); votes are spread over them."""
     protocol: str = "openai"
     """How URLs are spoken to: ``openai`` (chat completions) or ``sglang`` (native /generate).
-    ``slime:NAME`` endpoints always use the native protocol through slime's router."""
+    ``slime:NAME`` and ``policy`` endpoints always use the native protocol."""
+    tokenizer: str = ""
+    """Tokenizer/chat-template directory of a natively spoken judge model; empty: the
+    policy's (right for ``policy`` and for judges of the same model family)."""
     model: str = "judge"
     """Model name sent to an OpenAI-compatible judge."""
     votes: int = 3
     """m: votes per turn; the majority wins, ties and all-failed votes give 0."""
     temperature: float = 0.6
     """Sampling temperature of each vote."""
+    max_new_tokens: int = 512
+    """Token budget of each judge and hint vote."""
     timeout_s: float = 60.0
     """Per-vote timeout; a timed-out vote counts as failed, never stalls training."""
     max_retries: int = 2
     """Retries of a failed vote before it counts as failed."""
+    retry_backoff_s: float = 0.5
+    """Wait before retry i of a vote is ``retry_backoff_s * 2**i``."""
+    context_chars: int = 4000
+    """Each section the judge sees (task, response, next state) is cut to this many characters."""
     api_key: str = ""
     """Bearer key for an external judge URL (empty: none)."""
 
@@ -71,14 +89,20 @@ class JudgeConfig:
 class HintConfig:
     """The directive signal: hint votes that may yield a hindsight hint for the teacher."""
 
+    mode: str = "auto"
+    """``rules`` (explicit user corrections), ``llm``, ``rules+llm`` (a correction first, else
+    the model's hint) or ``auto`` (``rules+llm`` with endpoints, ``rules`` without)."""
     endpoints: tuple[str, ...] = ()
     """Hint engines; empty means the judge's endpoints."""
     votes: int = 3
     """m: hint votes per turn."""
-    min_chars: int = 10
-    """A hint shorter than this is trivial and rejected (the reference keeps > 10 chars)."""
+    min_chars: int = 11
+    """A hint shorter than this is trivial and rejected (the reference keeps hints over 10 chars)."""
     max_chars: int = 600
     """Hints are cut to this many characters before entering the teacher context."""
+    placement: str = "user_append"
+    """Where the hint goes in the teacher context: ``user_append`` (after the last user message,
+    under a marker line) or ``system`` (in the leading system message)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,9 @@ class TeacherConfig:
     endpoint: str = "policy"
     """``policy``: the current policy (slime's actor router); otherwise a frozen model
     (``slime:NAME`` or an SGLang URL speaking the native protocol)."""
+    temperature: float | None = None
+    """Temperature the teacher's log-probs are computed at; empty: each turn's own sampling
+    temperature (the convention of the rollout log-probs, so the two are comparable)."""
     topk: int = 0
     """K > 0: also fetch the teacher's top-K log-probs per token for top-K distillation."""
     topk_dir: str = ""
@@ -112,6 +139,8 @@ class GatewayConfig:
     """Model name the gateway reports and accepts."""
     max_inflight: int = 64
     """Requests served concurrently before clients get 429 with Retry-After."""
+    session_ttl_s: float = 1800.0
+    """Idle seconds after which a session ends (its last turn gets a session-end next state)."""
     log_text: bool = False
     """Log request/response text (off: no user text in logs)."""
 
@@ -120,8 +149,9 @@ class GatewayConfig:
 class JournalConfig:
     """The durable journal shared by gateway, signal workers and rollout function."""
 
-    path: str = "openclaw-journal.sqlite"
-    """SQLite file (relative paths resolve against the working directory of the run)."""
+    path: str = ""
+    """SQLite file, or ``:memory:``; empty: ``$XDG_DATA_HOME/slime-openclaw/journal.sqlite``
+    (else ``~/.local/share/...``). Relative paths resolve against the working directory."""
     keep_text: bool = True
     """False: drop text once a turn is judged; keep token ids only."""
     retention_hours: float | None = None
@@ -178,6 +208,24 @@ class OpenClawConfig:
         """Endpoints of the hint votes (the judge's unless set)."""
         return self.hint.endpoints or self.judge.endpoints
 
+    @property
+    def judge_mode(self) -> str:
+        """The judge mode with ``auto`` resolved: ``rules``, ``llm`` or ``rules+llm``."""
+        return resolve_mode(self.judge.mode, self.judge.endpoints)
+
+    @property
+    def hint_mode(self) -> str:
+        """The hint mode with ``auto`` resolved: ``rules``, ``llm`` or ``rules+llm``."""
+        return resolve_mode(self.hint.mode, self.hint_endpoints)
+
+    def journal_location(self, environ: Mapping[str, str] | None = None) -> str:
+        """``openclaw_journal_path``, or the default file under the user's data directory."""
+        if self.journal.path:
+            return self.journal.path
+        from slime_openclaw.journal.location import default_journal_path
+
+        return str(default_journal_path(environ))
+
     def gateway_api_key(self, environ: Mapping[str, str] | None = None) -> str:
         """The gateway key: ``gateway.api_key``, else the variable named by ``api_key_env``."""
         if self.gateway.api_key or not self.gateway.api_key_env:
@@ -200,7 +248,7 @@ class OpenClawConfig:
         top: dict[str, Any] = {}
         for key, raw in values.items():
             section, name, hint = _KEYS[key]
-            value = _coerce(key, raw, hint)
+            value = coerce(key, raw, hint)
             (sections[section] if section else top)[name] = value
         for name, section_cls in _SECTIONS.items():
             top[name] = section_cls(**sections[name])
@@ -249,24 +297,25 @@ class OpenClawConfig:
                 raise ConfigError(f"{key}: must be a finite number >= 0, got {value}")
         if self.opd_clip is not None and not (self.opd_clip > 0 and math.isfinite(self.opd_clip)):
             raise ConfigError(f"openclaw_opd_clip: must be empty or a number > 0, got {self.opd_clip}")
-        _positive("openclaw_judge_votes", self.judge.votes)
-        _positive("openclaw_hint_votes", self.hint.votes)
-        _positive("openclaw_signal_workers", self.signal_workers)
-        _positive("openclaw_gateway_max_inflight", self.gateway.max_inflight)
+        positive("openclaw_judge_votes", self.judge.votes)
+        positive("openclaw_hint_votes", self.hint.votes)
+        positive("openclaw_signal_workers", self.signal_workers)
+        positive("openclaw_gateway_max_inflight", self.gateway.max_inflight)
+        if not self.gateway.session_ttl_s > 0:
+            raise ConfigError(f"openclaw_gateway_session_ttl_s: must be > 0, got {self.gateway.session_ttl_s}")
         if self.max_staleness < 0 or self.teacher.topk < 0:
             raise ConfigError("openclaw_max_staleness and openclaw_teacher_topk must be >= 0")
         if not 0 < self.gateway.port < 65536:
             raise ConfigError(f"openclaw_gateway_port: {self.gateway.port} is not a TCP port")
         if self.judge.protocol not in ("openai", "sglang"):
             raise ConfigError(f"openclaw_judge_protocol: must be openai or sglang, got {self.judge.protocol!r}")
+        self._validate_signals()
         self._validate_endpoints()
         if self.teacher.topk and not self.uses_teacher:
             raise ConfigError("openclaw_teacher_topk > 0 needs openclaw_method opd or combine")
         if self.teacher.topk and not self.teacher.topk_dir:
             raise ConfigError("openclaw_teacher_topk > 0 needs openclaw_teacher_topk_dir (shared by all nodes)")
-        if not self.journal.path:
-            raise ConfigError("openclaw_journal_path: must not be empty")
-        if not _is_loopback(self.gateway.host) and not (self.gateway.api_key or self.gateway.api_key_env):
+        if not is_loopback(self.gateway.host) and not (self.gateway.api_key or self.gateway.api_key_env):
             raise ConfigError(
                 f"openclaw_gateway_host: {self.gateway.host} is not loopback; set openclaw_gateway_api_key "
                 "or openclaw_gateway_api_key_env"
@@ -279,12 +328,38 @@ class OpenClawConfig:
             _check_endpoint("openclaw_hint_endpoints", endpoint)
         if self.teacher.endpoint != "policy":
             _check_endpoint("openclaw_teacher_endpoint", self.teacher.endpoint)
-        if self.uses_judge and not self.judge.endpoints:
-            raise ConfigError(f"openclaw_judge_endpoints: method {self.method.value} needs at least one judge")
-        if self.uses_teacher and not self.hint_endpoints:
+        if self.uses_judge and "llm" in self.judge_mode and not self.judge.endpoints:
             raise ConfigError(
-                f"openclaw_hint_endpoints: method {self.method.value} needs hint (or judge) endpoints"
+                f"openclaw_judge_endpoints: method {self.method.value} with judge mode {self.judge_mode} "
+                "needs at least one judge (or openclaw_judge_mode: rules)"
             )
+        if self.uses_teacher and "llm" in self.hint_mode and not self.hint_endpoints:
+            raise ConfigError(
+                f"openclaw_hint_endpoints: method {self.method.value} with hint mode {self.hint_mode} "
+                "needs hint (or judge) endpoints (or openclaw_hint_mode: rules)"
+            )
+
+    def _validate_signals(self) -> None:
+        for key, mode in (("openclaw_judge_mode", self.judge.mode), ("openclaw_hint_mode", self.hint.mode)):
+            if mode not in SIGNAL_MODES:
+                raise ConfigError(f"{key}: must be one of {', '.join(SIGNAL_MODES)}, got {mode!r}")
+        if self.hint.placement not in HINT_PLACEMENTS:
+            raise ConfigError(
+                f"openclaw_hint_placement: must be one of {', '.join(HINT_PLACEMENTS)}, got {self.hint.placement!r}"
+            )
+        positive("openclaw_hint_min_chars", self.hint.min_chars)
+        if self.hint.max_chars < self.hint.min_chars:
+            raise ConfigError("openclaw_hint_max_chars: must be >= openclaw_hint_min_chars")
+        positive("openclaw_judge_max_new_tokens", self.judge.max_new_tokens)
+        positive("openclaw_judge_context_chars", self.judge.context_chars)
+        if not (self.judge.timeout_s > 0 and self.judge.max_retries >= 0 and self.judge.retry_backoff_s >= 0):
+            raise ConfigError(
+                "openclaw_judge_timeout_s must be > 0, openclaw_judge_max_retries and "
+                "openclaw_judge_retry_backoff_s >= 0"
+            )
+        temperature = self.teacher.temperature
+        if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
+            raise ConfigError(f"openclaw_teacher_temperature: must be empty or a number > 0, got {temperature}")
 
     def slime_models(self) -> tuple[str, ...]:
         """Names of the ``slime:NAME`` models this config expects slime to serve."""
@@ -344,88 +419,7 @@ def check_custom_config_keys(data: Mapping[str, Any]) -> None:
         raise ConfigError(_unknown_message(sorted(suspicious)))
 
 
-def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping (empty file: empty mapping)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of keys to values")
-    return data
+if __name__ == "__main__":
+    from slime_openclaw.config_docs import main
 
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """``key=value`` from ``--set``: the value is parsed as YAML (``3``, ``true``, ``[a, b]``)."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
-
-
-def _positive(key: str, value: int) -> None:
-    if value < 1:
-        raise ConfigError(f"{key}: must be >= 1, got {value}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _coerce(key: str, raw: Any, hint: Any) -> Any:
-    """Check (and gently convert) one value against its field's type."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if raw is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, raw, inner)
-    if origin is tuple:
-        items = [raw] if isinstance(raw, str) else raw
-        if not isinstance(items, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of strings, got {raw!r}")
-        return tuple(_coerce(key, item, str) for item in items)
-    if hint is Method:
-        try:
-            return Method(str(raw).lower())
-        except ValueError:
-            raise ConfigError(f"{key}: must be one of {', '.join(m.value for m in Method)}, got {raw!r}") from None
-    if hint is bool:
-        if isinstance(raw, bool):
-            return raw
-        raise ConfigError(f"{key}: expected true or false, got {raw!r}")
-    if hint is int:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return raw
-        raise ConfigError(f"{key}: expected an integer, got {raw!r}")
-    if hint is float:
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return float(raw)
-        if isinstance(raw, str):
-            try:
-                return float(raw)  # YAML 1.1 reads 1e-3 as a string
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {raw!r}")
-    if hint is str:
-        if isinstance(raw, str):
-            return raw
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return str(raw)
-        raise ConfigError(f"{key}: expected a string, got {raw!r}")
-    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover - table is fixed
+    raise SystemExit(main())

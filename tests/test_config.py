@@ -55,7 +55,7 @@ def test_other_plugins_keys_pass_the_file_check() -> None:
         ({**BASE, "openclaw_judge_votes": 0}, "openclaw_judge_votes: must be >= 1"),
         ({**BASE, "openclaw_judge_votes": "three"}, "expected an integer"),
         ({**BASE, "openclaw_rl_weight": -1}, "openclaw_rl_weight"),
-        ({"openclaw_method": "binary"}, "needs at least one judge"),
+        ({"openclaw_method": "binary", "openclaw_judge_mode": "llm"}, "needs at least one judge"),
         ({**BASE, "openclaw_judge_endpoints": ["judge.local:80"]}, "is not an http(s) URL"),
         ({**BASE, "openclaw_gateway_host": "0.0.0.0"}, "is not loopback"),
         ({**BASE, "openclaw_teacher_topk": 8}, "openclaw_teacher_topk_dir"),

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from slime_openclaw.config import OpenClawConfig
+from slime_openclaw.config import HintConfig, JudgeConfig, OpenClawConfig, TeacherConfig
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.engine.protocol import Engine
 from slime_openclaw.errors import ConfigError
@@ -43,34 +43,42 @@ SOURCES = ("rules", "llm", "rules+llm")
 """Which judges / hint extractors run: rule-based only, model only, or rules first then model."""
 
 
+_J, _H, _T = JudgeConfig, HintConfig, TeacherConfig  # defaults come from the package config
+
+
 @dataclass(frozen=True)
 class SignalsConfig:
-    """Every knob of the signal loop, with its default."""
+    """Every knob of the signal loop; defaults are those of ``OpenClawConfig`` (config.py).
+
+    Built from the package configuration with ``from_openclaw`` (the normal way: one source
+    of truth, the ``openclaw_*`` keys), or from this class's own field names with
+    ``from_mapping`` (tests, benchmarks).
+    """
 
     method: Method = Method.COMBINE
     judge: str = "rules+llm"
     """``rules``, ``llm`` or ``rules+llm`` (rules decide when explicit, the LLM otherwise)."""
-    judge_votes: int = 3
+    judge_votes: int = _J.votes
     hint: str = "rules+llm"
     """``rules``, ``llm`` or ``rules+llm`` (an explicit correction first, else the LLM's hint)."""
-    hint_votes: int = 3
-    hint_min_chars: int = 11
-    hint_max_chars: int = 600
-    judge_temperature: float = 0.7
+    hint_votes: int = _H.votes
+    hint_min_chars: int = _H.min_chars
+    hint_max_chars: int = _H.max_chars
+    judge_temperature: float = _J.temperature
     """Sampling temperature of each judge and hint vote (votes must differ to be worth m)."""
-    judge_max_new_tokens: int = 512
-    vote_timeout_s: float = 60.0
-    vote_retries: int = 2
-    retry_backoff_s: float = 0.5
+    judge_max_new_tokens: int = _J.max_new_tokens
+    vote_timeout_s: float = _J.timeout_s
+    vote_retries: int = _J.max_retries
+    retry_backoff_s: float = _J.retry_backoff_s
     teacher: str = "policy"
     """``policy`` (the current policy's engine) or ``reference`` (a frozen reference engine)."""
-    teacher_temperature: float | None = None
+    teacher_temperature: float | None = _T.temperature
     """None: the turn's own sampling temperature (same convention as rollout log-probs)."""
-    teacher_top_k: int = 0
+    teacher_top_k: int = _T.topk
     """Teacher top-K per response token for top-K distillation (0: off)."""
-    hint_placement: HintPlacement = HintPlacement.USER_APPEND
+    hint_placement: HintPlacement = HintPlacement(_H.placement)
     concurrency: int = 8
-    section_chars: int = 4000
+    section_chars: int = _J.context_chars
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SignalsConfig:
@@ -106,22 +114,30 @@ class SignalsConfig:
     def from_openclaw(cls, config: OpenClawConfig) -> SignalsConfig:
         """The signal settings of the package-wide configuration (slime_openclaw/config.py).
 
-        Judges are rules first, then the LLM at ``openclaw_judge_endpoints``; hints are the
-        correction rule first, then the LLM at the hint endpoints; the teacher is the policy
-        engine for ``openclaw_teacher_endpoint: policy``, the reference engine otherwise.
+        Judge and hint modes are ``openclaw_judge_mode`` / ``openclaw_hint_mode`` with ``auto``
+        resolved (rules plus the model when endpoints are set, rules alone otherwise); the
+        teacher is the policy engine for ``openclaw_teacher_endpoint: policy``, the reference
+        engine otherwise.
         """
         return cls(
             method=config.method,
+            judge=config.judge_mode,
             judge_votes=config.judge.votes,
+            hint=config.hint_mode,
             hint_votes=config.hint.votes,
             hint_min_chars=config.hint.min_chars,
             hint_max_chars=config.hint.max_chars,
             judge_temperature=config.judge.temperature,
+            judge_max_new_tokens=config.judge.max_new_tokens,
             vote_timeout_s=config.judge.timeout_s,
             vote_retries=config.judge.max_retries,
+            retry_backoff_s=config.judge.retry_backoff_s,
             teacher="policy" if config.teacher.endpoint == "policy" else "reference",
+            teacher_temperature=config.teacher.temperature,
             teacher_top_k=config.teacher.topk,
+            hint_placement=HintPlacement(config.hint.placement),
             concurrency=config.signal_workers,
+            section_chars=config.judge.context_chars,
         )
 
     @property
