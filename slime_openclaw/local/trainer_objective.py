@@ -149,12 +149,15 @@ def sample_loss(
     return loss, parts
 
 
-def batch_gradients(model: Any, items: list[TrainItem], config: TrainerConfig) -> tuple[float, dict[str, float]]:
+def batch_gradients(
+    model: Any, items: list[TrainItem], config: TrainerConfig, *, backward: bool = True
+) -> tuple[float, dict[str, float]]:
     """Accumulate ``d mean_i loss_i`` into ``model``'s ``.grad``, one sample graph at a time.
 
     Returns the batch loss and statistics: ``adv_*`` from ``shape_advantages``, the mean
     over samples of each loss part, ``samples`` and ``staleness_max``. Raises
-    ``FloatingPointError`` on a non-finite loss (the caller must not step).
+    ``FloatingPointError`` on a non-finite loss (the caller must not step). With
+    ``backward=False`` only the loss and statistics are computed (no graph, no gradient).
     """
     advantages, adv_stats = shape_advantages(
         [i.reward for i in items], [i.teacher for i in items], [i.rollout for i in items],
@@ -163,8 +166,10 @@ def batch_gradients(model: Any, items: list[TrainItem], config: TrainerConfig) -
     n = len(items)
     totals: dict[str, float] = {}
     for item, advantage in zip(items, advantages, strict=True):
-        loss, parts = sample_loss(model, item, advantage, config)
-        (loss / n).backward()
+        with torch.set_grad_enabled(backward):
+            loss, parts = sample_loss(model, item, advantage, config)
+        if backward:
+            (loss / n).backward()
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + value / n
     if not math.isfinite(totals.get("loss", 0.0)):
