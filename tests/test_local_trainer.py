@@ -291,8 +291,9 @@ async def test_resume_restores_state_and_consumes_nothing_twice(
     assert await second.step() is None  # nothing is handed out again
     assert journal.stats().samples_by_state == {"ready": 0, "in_flight": 0, "consumed": 4}
     await fill(client, journal, 2, first=4)
-    result = await second.step()
-    assert result is not None and (result.step, result.weight_version) == (3, 3)
+    assert await second.run(asyncio.Event(), max_steps=1) == 1
+    assert (second.step_count, second.weight_version) == (3, 3) and await client.weight_version() == 3
+    assert journal.stats().samples_by_state["consumed"] == 6
 
 
 async def test_restart_between_checkpoint_and_ack_trains_once_and_resyncs_engine(
