@@ -45,7 +45,7 @@ async def test_serving_in_front_of_an_engine_url() -> None:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     engine_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     args = parse("--engine-url", engine_url, "--tokenizer", str(model), "--served-model-name", "tiny-fr",
-                 "--port", "0", "--api-key", "secret")
+                 "--port", "0", "--api-key", "secret", "--journal", ":memory:")
     try:
         async with serve.serving(args, engine_url, None) as base, \
                 openai.AsyncOpenAI(base_url=base, api_key="secret", max_retries=0) as api:
@@ -59,7 +59,7 @@ async def test_serving_in_front_of_an_engine_url() -> None:
 @pytest.mark.slow
 async def test_embedded_engine_child_serves_and_stops() -> None:
     model = tiny_model_dir()
-    args = parse("--embedded", "--port", "0")
+    args = parse("--embedded", "--port", "0", "--journal", ":memory:")
     with serve.embedded_engine(model, max_running=2) as engine_url:
         async with serve.serving(args, engine_url, model) as base, \
                 openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0) as api:

@@ -7,6 +7,13 @@ Either way the gateway needs the model's tokenizer to render prompts and parse r
 ``--tokenizer DIR`` (default: ``--model``; with ``--engine-url`` and neither, the engine's
 ``/get_model_info`` ``tokenizer_path`` when that directory exists here).
 
+``--config FILE.yaml`` reads the ``openclaw_*`` keys (slime_openclaw/config.py);
+``--method {binary,opd,combine,none}`` overrides ``openclaw_method``. With a method (given,
+or from ``--config``) the signal workers run beside the gateway on the same journal and turn
+observed turns into training samples; ``none`` (the default without ``--config``) records
+only. Gateway settings come from the flags. ``--journal`` defaults to ``openclaw_journal_path``,
+else the user data directory. The wiring is slime_openclaw/live.py.
+
 Binding beyond loopback requires ``--api-key``. This module reads only its arguments; the
 app itself is gateway/app.py.
 """
@@ -22,16 +29,17 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.errors import ConfigError, EngineError
-from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
+from slime_openclaw.gateway.app import GatewayConfig
 from slime_openclaw.gateway.auth import check_bind
 from slime_openclaw.gateway.chat import ChatSettings
-from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.base import TurnRecorder
+
+if TYPE_CHECKING:
+    from slime_openclaw.config import OpenClawConfig
 
 log = logging.getLogger(__name__)
 ENGINE_START_TIMEOUT_S = 300.0
@@ -49,8 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every endpoint but /healthz")
     parser.add_argument("--engine-api-key", help="bearer key the engine expects, if any")
-    parser.add_argument("--journal", default=":memory:",
-                        help="where turns are recorded: ':memory:' (default) or a SQLite file path")
+    parser.add_argument("--journal", default=None,
+                        help="where turns are recorded: a SQLite file or ':memory:' (default: openclaw_journal_path "
+                             "from --config, else $XDG_DATA_HOME/slime-openclaw/journal.sqlite)")
+    parser.add_argument("--config", help="YAML file with openclaw_* keys (signals, journal; see the README's table)")
+    parser.add_argument("--method", choices=("binary", "opd", "combine", "none"),
+                        help="training signals to compute: binary, opd, combine, or none to record only "
+                             "(default: openclaw_method with --config, else none)")
     parser.add_argument("--max-concurrency", type=int, default=256,
                         help="chat completions in flight at most; more get 429 (default 256)")
     parser.add_argument("--session-ttl", type=float, default=1800.0, help="idle seconds before a session ends")
@@ -133,29 +146,35 @@ async def _tokenizer_dir(args: argparse.Namespace, engine: EngineClient, model: 
     return Path(path)
 
 
+def openclaw_config(args: argparse.Namespace) -> tuple[OpenClawConfig, bool]:
+    """The ``openclaw_*`` config of ``--config`` with ``--method`` applied, and whether to record only."""
+    from slime_openclaw.config import OpenClawConfig
+
+    values = {}
+    if getattr(args, "config", None):
+        values = OpenClawConfig.from_file(args.config).to_mapping()
+    method = getattr(args, "method", None) or (None if values else "none")
+    if method not in (None, "none"):
+        values["openclaw_method"] = method
+    return OpenClawConfig.from_mapping(values), method == "none"
+
+
 @contextlib.asynccontextmanager
 async def serving(args: argparse.Namespace, engine_url: str, model: Path | None) -> AsyncIterator[str]:
-    """Build and start the gateway; yields its base URL; stops everything on exit."""
+    """Build and start the gateway (and signal workers); yields its base URL; stops everything on exit."""
+    from slime_openclaw.live import live_service
+
+    openclaw, record_only = openclaw_config(args)
     engine = EngineClient(engine_url, api_key=args.engine_api_key)
-    recorder = None
     try:
         tokenizer_dir = await _tokenizer_dir(args, engine, model)
-        codec = TokenizerCodec.from_dir(tokenizer_dir)
-        config = build_config(args, (model or tokenizer_dir).name)
-        recorder = open_recorder(args.journal)
-        runner = web.AppRunner(make_app(GatewayDeps(engine, recorder, codec, config)), access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, args.host, args.port).start()
-            port = runner.addresses[0][1] if runner.addresses else args.port
-            yield f"http://{args.host}:{port}/v1"
-        finally:
-            await runner.cleanup()
     finally:
         await engine.aclose()
-        close = getattr(recorder, "close", None)
-        if close is not None:
-            close()
+    config = build_config(args, (model or tokenizer_dir).name)
+    async with live_service(openclaw, engine_url=engine_url, tokenizer_dir=tokenizer_dir, gateway=config,
+                            host=args.host, port=args.port, journal_location=args.journal,
+                            record_only=record_only, engine_api_key=args.engine_api_key) as live:
+        yield live.url
 
 
 async def _serve_until_stopped(args: argparse.Namespace, engine_url: str, model: Path | None) -> None:
@@ -174,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_bind(args.host, args.api_key)
+    openclaw_config(args)  # a bad --config fails here, before any engine starts
     model = Path(args.model) if args.model else None
     if model is not None and not model.is_dir():
         raise ConfigError(f"--model {model} is not a directory")

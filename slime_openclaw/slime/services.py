@@ -1,4 +1,4 @@
-"""What the rollout process opens besides slime: the journal, and where the engines are.
+"""What the rollout process opens besides slime: the journal, the live service, engine URLs.
 
 ``open_journal`` builds the durable journal from the config. ``resolve_endpoint`` turns an
 engine reference from the config into a URL inside the RolloutManager process: ``policy``
@@ -6,15 +6,14 @@ is slime's own SGLang router (``args.sglang_router_ip/port``), ``slime:NAME`` a 
 model slime serves through ``--sglang-config`` (``args.sglang_model_routers[NAME]``, filled
 in by slime when it starts the routers), a URL is used as is.
 
-``start_services`` starts the gateway and signal workers in this process. It is the seam
-the gateway and signal packages plug into (``slime_openclaw.gateway.serve.start_live``);
-until a build provides it, run them beside slime with ``slime-openclaw serve`` on the same
-journal file, which is equivalent (the journal is the only state they share).
+``start_services`` starts the live service (slime_openclaw/live.py: gateway in front of the
+router, signal workers) in a background thread with its own event loop, on the journal the
+rollout function drains; ``close()`` on the returned object stops it. The chat template is
+the policy checkpoint's (``args.hf_checkpoint``). Nothing here imports slime.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
@@ -25,14 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def open_journal(config: OpenClawConfig) -> Any:
-    """The SQLite journal at ``openclaw_journal_path`` with the configured retention."""
-    from slime_openclaw.journal.retention import RetentionPolicy
-    from slime_openclaw.journal.sqlite import SqliteJournal
+    """The journal at ``openclaw_journal_path`` (default: the user data directory) with the
+    configured retention and drain lease."""
+    from slime_openclaw.live import open_configured_journal
 
-    retention = RetentionPolicy(
-        keep_text=config.journal.keep_text, delete_consumed_after_hours=config.journal.retention_hours
-    )
-    return SqliteJournal(config.journal.path, retention=retention, drain_lease_seconds=config.journal.drain_lease_s)
+    return open_configured_journal(config)
 
 
 def resolve_endpoint(endpoint: str, args: Any) -> str:
@@ -54,23 +50,21 @@ def resolve_endpoint(endpoint: str, args: Any) -> str:
 
 
 def start_services(config: OpenClawConfig, args: Any, journal: Any) -> Any:
-    """Start gateway and signal workers in this process, when the build provides them."""
-    try:
-        module = importlib.import_module("slime_openclaw.gateway.serve")
-    except ModuleNotFoundError:
-        module = None
-    start_live = getattr(module, "start_live", None)
-    if start_live is None:
-        log.warning(
-            "openclaw: gateway/signal services are not started in the rollout process; "
-            "run `slime-openclaw serve` on journal %s beside slime",
-            config.journal.path,
-        )
-        return None
-    endpoints = {
-        "policy": resolve_endpoint("policy", args),
-        "teacher": resolve_endpoint(config.teacher.endpoint, args),
-        "judge": [resolve_endpoint(e, args) for e in config.judge.endpoints],
-        "hint": [resolve_endpoint(e, args) for e in config.hint_endpoints],
-    }
-    return start_live(config, journal, endpoints)
+    """Start gateway and signal workers in this process on ``journal``; returns a ``LiveThread``
+    (``close()``, ``metrics()``), already listening."""
+    from slime_openclaw.live import LiveThread
+
+    tokenizer_dir = getattr(args, "hf_checkpoint", None)
+    if not tokenizer_dir:
+        raise ConfigError("the gateway needs the policy's chat template: slime's --hf-checkpoint is not set")
+    policy = resolve_endpoint("policy", args)
+    live = LiveThread(
+        config,
+        engine_url=policy,
+        tokenizer_dir=tokenizer_dir,
+        journal=journal,
+        resolve=lambda endpoint: resolve_endpoint(endpoint, args),
+    )
+    live.start()
+    log.info("openclaw: gateway listening on %s (policy %s, method %s)", live.url, policy, config.method.value)
+    return live
