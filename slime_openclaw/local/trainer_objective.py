@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from slime_openclaw.engine.sampling import log_probs as convention_log_probs
+from slime_openclaw.local.trainer_config import TrainerConfig
 from slime_openclaw.losses import (
     masked_mean,
     ppo_clip_loss,
@@ -43,9 +44,6 @@ from slime_openclaw.losses import (
 )
 from slime_openclaw.slime.samples import check_sample
 from slime_openclaw.types import TrainingSample
-
-if TYPE_CHECKING:
-    from slime_openclaw.local.trainer import TrainerConfig
 
 
 @dataclass(frozen=True)
