@@ -116,10 +116,32 @@ def parse_tool_call_body(body: str) -> tuple[str, str] | None:
     return obj["name"], json.dumps(args, ensure_ascii=False)
 
 
-def prompt_opens_reasoning(tokenizer: Any, prompt_ids: Sequence[int]) -> bool:
+def text_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
+    """``ids -> text`` as ``tokenizer.decode(ids, skip_special_tokens=False,
+    clean_up_tokenization_spaces=False)``, calling the Rust backend directly when the
+    tokenizer's decoding is the stock one (no per-call Python overhead of transformers)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    stock = _stock_decode_methods()
+    if backend is not None and stock is not None and (type(tokenizer).decode, type(tokenizer)._decode) == stock:
+        decode = backend.decode
+        return lambda ids: decode(ids, skip_special_tokens=False)
+    return lambda ids: str(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+
+def _stock_decode_methods() -> tuple[Any, Any] | None:
+    try:
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:
+        return None
+    return TokenizersBackend.decode, TokenizersBackend._decode
+
+
+def prompt_opens_reasoning(tokenizer: Any, prompt_ids: Sequence[int], *,
+                           decode: Callable[[list[int]], str] | None = None) -> bool:
     """True when the prompt ends inside an opened ``<think>`` (some templates prefill it);
-    pass the result as ``ResponseParser(start_in_reasoning=...)``."""
-    tail = str(tokenizer.decode(list(prompt_ids[-4:]), skip_special_tokens=False))
+    pass the result as ``ResponseParser(start_in_reasoning=...)``. ``decode``: a
+    ``text_decoder(tokenizer)`` made once, to save building it per call."""
+    tail = (decode or text_decoder(tokenizer))([int(i) for i in prompt_ids[-4:]])
     return tail.rstrip().endswith(THINK_OPEN)
 
 
@@ -144,15 +166,12 @@ class IncrementalDecoder:
     are emitted and the rest waits for more bytes.
     """
 
-    def __init__(self, tokenizer: Any):
-        self._tokenizer = tokenizer
+    def __init__(self, tokenizer: Any, *, decode: Callable[[list[int]], str] | None = None):
+        self._decode = decode or text_decoder(tokenizer)
         self._ids: list[int] = []
         self._prefix = 0  # start of the window re-decoded for context
         self._read = 0  # the text of ids[:read] is completely emitted
         self._extra = 0  # characters emitted beyond ids[:read] while the window was incomplete
-
-    def _decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
 
     def feed(self, ids: Sequence[int]) -> str:
         """Append ids and return the new text that is complete so far."""
@@ -202,12 +221,14 @@ class ResponseParser:
 
     ``call_id_seed`` makes tool-call ids deterministic (``call_`` + a hash of seed and
     index); without it a random seed is drawn. ``start_in_reasoning`` is for templates
-    whose generation prompt already opens ``<think>``.
+    whose generation prompt already opens ``<think>``. ``stop_ids`` (default: the
+    tokenizer's) and ``decode`` (default: ``text_decoder(tokenizer)``) may be computed once
+    and shared by many parsers.
     """
 
     def __init__(self, tokenizer: Any, *, call_id_seed: str | None = None, start_in_reasoning: bool = False,
-                 stop_ids: Sequence[int] | None = None):
-        self._decoder = IncrementalDecoder(tokenizer)
+                 stop_ids: Sequence[int] | None = None, decode: Callable[[list[int]], str] | None = None):
+        self._decoder = IncrementalDecoder(tokenizer, decode=decode)
         self._stop_ids = frozenset(stop_token_ids(tokenizer) if stop_ids is None else stop_ids)
         self._seed = call_id_seed if call_id_seed is not None else secrets.token_hex(8)
         self._mode = "reasoning" if start_in_reasoning else "content"

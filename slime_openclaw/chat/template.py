@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from slime_openclaw.chat.segments import SegmentEncoder
 from slime_openclaw.errors import ConfigError, RequestError
 
 PAD_TOKEN = "<|endoftext|>"
@@ -161,6 +162,11 @@ class ChatRenderer:
     ``sanitize_control_tokens=True`` (transformers >= 5) encodes control tokens that appear
     inside message text as plain text, so only the template's own markup becomes control
     tokens; off by default so a response's literal tags re-render to the generated ids.
+
+    Token ids are those of ``apply_chat_template(..., tokenize=True)``. Without sanitizing,
+    the rendered text is encoded piecewise between added tokens with a cache of the pieces
+    (chat/segments.py), so the system prompt, the tools and earlier messages of a
+    conversation are not encoded again on every turn.
     """
 
     def __init__(self, tokenizer: Any, *, chat_template: str | None = None, sanitize_control_tokens: bool = False):
@@ -171,6 +177,8 @@ class ChatRenderer:
         self.sanitize_control_tokens = sanitize_control_tokens
         self.stop_token_ids: tuple[int, ...] = stop_token_ids(tokenizer)
         """Ids that end an assistant turn (pass them to the engine as ``stop_token_ids``)."""
+        self.encoder = None if sanitize_control_tokens else SegmentEncoder.for_tokenizer(tokenizer)
+        """The piecewise encoder (None: the whole text goes through the tokenizer)."""
 
     def _apply(self, messages: Any, tools: Any, add_generation_prompt: bool, tokenize: bool) -> Any:
         _check_messages(messages)
@@ -205,4 +213,6 @@ class ChatRenderer:
     def render_ids(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
                    add_generation_prompt: bool = True) -> list[int]:
         """The prompt token ids; raises ``RequestError`` when the messages cannot be rendered."""
-        return _as_id_list(self._apply(messages, tools, add_generation_prompt, tokenize=True))
+        if self.encoder is None:
+            return _as_id_list(self._apply(messages, tools, add_generation_prompt, tokenize=True))
+        return self.encoder.encode(self.render_text(messages, tools, add_generation_prompt))

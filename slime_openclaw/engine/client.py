@@ -158,7 +158,7 @@ class EngineClient:
     async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
         """Generate, yielding only the tokens that are new in each chunk."""
         url = self.base_url + "/generate"
-        seen = 0
+        reader = _DeltaReader(len(request.input_ids))
         try:
             async with self._http().post(
                 url, json=request.to_json(stream=True), headers=self._headers,
@@ -166,9 +166,8 @@ class EngineClient:
             ) as response:
                 if response.status != 200:
                     await _raise_for_status(response, await response.read(), url)
-                async for chunk in _sse_events(response):
-                    delta = _delta(chunk, seen, len(request.input_ids))
-                    seen += len(delta.output_ids)
+                async for payload in _sse_payloads(response.content):
+                    delta = reader.delta(_chunk(payload))
                     if delta.output_ids or delta.finish_reason is not None:
                         yield delta
                     if delta.finish_reason is not None:
@@ -250,34 +249,68 @@ async def _raise_for_status(response: aiohttp.ClientResponse, raw: bytes, url: s
     raise EngineError(f"engine at {url} answered {response.status}: {message or response.reason}", code=code)
 
 
-async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of ``data:`` lines until ``data: [DONE]``."""
-    async for raw_line in response.content:
-        line = raw_line.decode("utf-8").strip()
-        if not line.startswith("data:"):
-            continue
-        payload = line[len("data:") :].strip()
-        if payload == "[DONE]":
+async def _sse_payloads(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The payloads of ``data:`` lines until ``data: [DONE]`` (or the end of the body).
+
+    Reads whatever arrived (``readany``) and splits the lines itself: one read often holds
+    several events, and aiohttp's ``readline`` costs a Python loop per line.
+    """
+    pending = b""
+    while True:
+        data = await content.readany()
+        if not data:
+            lines, pending = [pending], b""
+        else:
+            lines = (pending + data if pending else data).split(b"\n")
+            pending = lines.pop()
+        for line in lines:
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                return
+            yield payload
+        if not data:
             return
-        chunk = json.loads(payload)
-        if "error" in chunk:
-            error = chunk["error"]
-            raise EngineError(f"engine stream error: {error.get('message', error) if isinstance(error, dict) else error}")
-        yield chunk
 
 
-def _delta(chunk: dict[str, Any], seen: int, prompt_tokens: int) -> GenerateDelta:
-    meta = chunk.get("meta_info") or {}
-    ids = [int(t) for t in chunk.get("output_ids") or []]
-    total = int(meta.get("completion_tokens", seen + len(ids)))
-    new_ids = _new_part(ids, total, seen, "output_ids")
-    log_probs: list[float] = []
-    if "output_token_logprobs" in meta:
-        log_probs = [float(v) for v in _new_part(_values(meta["output_token_logprobs"]), total, seen, "log-probs")]
-    return GenerateDelta(
-        output_ids=tuple(new_ids),
-        output_log_probs=tuple(log_probs),
-        weight_version=parse_weight_version(meta.get("weight_version")),
-        finish_reason=parse_finish_reason(meta.get("finish_reason")),
-        prompt_tokens=int(meta.get("prompt_tokens", prompt_tokens)),
-    )
+def _chunk(payload: bytes) -> dict[str, Any]:
+    chunk = json.loads(payload)
+    if "error" in chunk:
+        error = chunk["error"]
+        raise EngineError(f"engine stream error: {error.get('message', error) if isinstance(error, dict) else error}")
+    return chunk
+
+
+class _DeltaReader:
+    """Turns the streamed chunks of one request into deltas of new tokens."""
+
+    def __init__(self, prompt_tokens: int):
+        self.seen = 0
+        self.prompt_tokens = prompt_tokens
+        self._version: tuple[Any, int] | None = None  # (as sent, parsed): chunks repeat it
+
+    def _weight_version(self, raw: Any) -> int:
+        if self._version is None or self._version[0] != raw:
+            self._version = (raw, parse_weight_version(raw))
+        return self._version[1]
+
+    def delta(self, chunk: dict[str, Any]) -> GenerateDelta:
+        meta = chunk.get("meta_info") or {}
+        seen = self.seen
+        ids = chunk.get("output_ids") or []
+        total = int(meta.get("completion_tokens", seen + len(ids)))
+        new_ids = tuple(int(t) for t in _new_part(ids, total, seen, "output_ids"))
+        log_probs: tuple[float, ...] = ()
+        if "output_token_logprobs" in meta:
+            entries = _new_part(meta["output_token_logprobs"] or [], total, seen, "log-probs")
+            log_probs = tuple(float(v) for v in _values(entries))
+        self.seen = seen + len(new_ids)
+        return GenerateDelta(
+            output_ids=new_ids,
+            output_log_probs=log_probs,
+            weight_version=self._weight_version(meta.get("weight_version")),
+            finish_reason=parse_finish_reason(meta.get("finish_reason")),
+            prompt_tokens=int(meta.get("prompt_tokens", self.prompt_tokens)),
+        )

@@ -46,6 +46,8 @@ class ScriptedEngine:
     delay: float = 0.0
     """Seconds to wait before each delta (0: yield to the loop only)."""
     weight: int = 0
+    log_requests: bool = True
+    """Keep every request in ``requests`` (tests read them; a long benchmark turns it off)."""
     requests: list[GenerateRequest] = field(default_factory=list)
     _abort_after: int | None = None
     _recent: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
@@ -67,7 +69,8 @@ class ScriptedEngine:
         return GenerateOutput(tuple(ids), tuple(lps), finish, version, len(request.input_ids))
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
-        self.requests.append(request)
+        if self.log_requests:
+            self.requests.append(request)
         answer = self._answer(tuple(request.input_ids))
         budget = request.sampling.max_new_tokens
         stops = set(request.sampling.stop_token_ids)
@@ -94,9 +97,10 @@ class ScriptedEngine:
 
     def _answer(self, input_ids: tuple[int, ...]) -> list[int]:
         for prompt, full in reversed(self._recent):
-            done = input_ids[len(prompt):]
-            if input_ids[: len(prompt)] == prompt and full[: len(done)] == done and len(input_ids) > len(prompt):
-                return list(full[len(done):])
+            if len(prompt) < len(input_ids) <= len(prompt) + len(full) and input_ids[: len(prompt)] == prompt:
+                done = input_ids[len(prompt):]
+                if full[: len(done)] == done:
+                    return list(full[len(done):])
         full = tuple(self.script(input_ids))
         self._recent = [*self._recent[-63:], (input_ids, full)]
         return list(full)

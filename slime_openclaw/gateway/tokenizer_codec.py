@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from slime_openclaw.chat.parsing import ParsedDelta, ResponseParser, prompt_opens_reasoning
+from slime_openclaw.chat.parsing import ParsedDelta, ResponseParser, prompt_opens_reasoning, text_decoder
 from slime_openclaw.chat.template import ChatRenderer
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway.codec import MessageDelta, ToolCallDelta
@@ -50,6 +50,7 @@ class TokenizerCodec:
         self.tokenizer = tokenizer
         self.renderer = ChatRenderer(tokenizer)
         self.stop_token_ids: tuple[int, ...] = tuple(self.renderer.stop_token_ids)
+        self._decode = text_decoder(tokenizer)
         self.token_text = functools.lru_cache(maxsize=65536)(self._token_text)
 
     @classmethod
@@ -67,8 +68,9 @@ class TokenizerCodec:
         return self.renderer.render_ids(list(messages), tools=list(tools) or None)
 
     def new_parser(self, prompt_ids: Sequence[int]) -> _Parser:
-        reasoning = prompt_opens_reasoning(self.tokenizer, prompt_ids)
-        return _Parser(ResponseParser(self.tokenizer, stop_ids=self.stop_token_ids, start_in_reasoning=reasoning))
+        reasoning = prompt_opens_reasoning(self.tokenizer, prompt_ids, decode=self._decode)
+        return _Parser(ResponseParser(self.tokenizer, stop_ids=self.stop_token_ids, start_in_reasoning=reasoning,
+                                      decode=self._decode))
 
     def _token_text(self, token_id: int) -> str:
-        return str(self.tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        return self._decode([token_id])

@@ -1,0 +1,121 @@
+"""Exact prompt encoding in pieces: the ids of text between added tokens, cached.
+
+A Hugging Face fast tokenizer first cuts the text at its added tokens (``<|im_start|>``,
+``<|im_end|>``, ``<think>``, ...; leftmost-longest match on the raw text when none of them
+is ``normalized``/``lstrip``/``rstrip``/``single_word``), then normalizes, pre-tokenizes
+and encodes every piece between them on its own. So the ids of a rendered chat are the
+concatenation of the ids of its pieces, and a piece seen before (the system prompt and
+tools, every earlier message of a conversation) need not be encoded again.
+
+``SegmentEncoder.for_tokenizer`` returns an encoder only for tokenizers where this holds
+by construction: fast backend, no position-dependent pre-tokenizer (``Metaspace`` with
+``prepend_scheme: first``), added tokens matched on raw text without stripping, no
+special-token splitting; otherwise None and the caller encodes the whole text. ``encode``
+re-checks the backend state that a tokenizer call may leave behind (truncation, padding,
+``encode_special_tokens``) and, when any is set, encodes the whole text through the
+tokenizer's own call. The cache is a bounded LRU (entries and characters).
+
+This module does not render chat templates (see chat/template.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import OrderedDict
+from typing import Any
+
+# Pre-tokenizers whose output for a piece does not depend on where the piece sits in the text.
+_POSITION_FREE_PRE_TOKENIZERS = frozenset({
+    "BertPreTokenizer", "ByteLevel", "CharDelimiterSplit", "Digits", "Punctuation", "Split",
+    "UnicodeScripts", "Whitespace", "WhitespaceSplit", "FixedLength",
+})
+
+
+def _pre_tokenizer_is_position_free(config: Any) -> bool:
+    if config is None:
+        return True
+    kind = config.get("type")
+    if kind == "Sequence":
+        return all(_pre_tokenizer_is_position_free(p) for p in config.get("pretokenizers", []))
+    if kind == "Metaspace":
+        return config.get("prepend_scheme", "always") in ("always", "never")
+    return kind in _POSITION_FREE_PRE_TOKENIZERS
+
+
+class SegmentEncoder:
+    """Encodes text to the same ids as ``tokenizer(text, add_special_tokens=False)``,
+    reusing the cached ids of pieces between added tokens."""
+
+    def __init__(self, tokenizer: Any, added: dict[str, int], *, max_entries: int = 8192,
+                 max_chars: int = 8_000_000):
+        self._tokenizer = tokenizer
+        self._backend = tokenizer.backend_tokenizer
+        self._added = added
+        names = sorted(added, key=len, reverse=True)  # alternation order = leftmost-longest
+        self._splitter = re.compile("(" + "|".join(re.escape(n) for n in names) + ")") if names else None
+        self._cache: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._chars = 0
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self.hits = 0
+        """Pieces found in the cache (for tests and benchmarks)."""
+        self.misses = 0
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Any, **limits: int) -> SegmentEncoder | None:
+        """An encoder for ``tokenizer``, or None when piecewise encoding is not provably exact for it."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None or not hasattr(backend, "get_added_tokens_decoder"):
+            return None
+        if getattr(tokenizer, "split_special_tokens", False):
+            return None
+        try:
+            config = json.loads(backend.to_str())
+        except (TypeError, ValueError):
+            return None
+        if not _pre_tokenizer_is_position_free(config.get("pre_tokenizer")):
+            return None
+        added: dict[str, int] = {}
+        for token_id, token in backend.get_added_tokens_decoder().items():
+            if token.normalized or token.lstrip or token.rstrip or token.single_word or not token.content:
+                return None
+            added[str(token.content)] = int(token_id)
+        return cls(tokenizer, added, **limits)
+
+    def _plain_state(self) -> bool:
+        backend = self._backend
+        return backend.truncation is None and backend.padding is None and not backend.encode_special_tokens
+
+    def encode(self, text: str) -> list[int]:
+        """The ids of ``text`` without added special tokens (BOS/EOS templates)."""
+        if not self._plain_state():  # the tokenizer's own call resets that state
+            return [int(i) for i in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
+        pieces = self._splitter.split(text) if self._splitter is not None else [text]
+        missing = [p for p in dict.fromkeys(pieces[0::2]) if p and p not in self._cache]
+        if missing:
+            for piece, encoding in zip(missing, self._backend.encode_batch_fast(missing, add_special_tokens=False),
+                                       strict=True):
+                self._store(piece, tuple(encoding.ids))
+        self.misses += len(missing)
+        ids: list[int] = []
+        cache, added = self._cache, self._added
+        for i, piece in enumerate(pieces):
+            if i % 2:
+                ids.append(added[piece])
+            elif piece:
+                ids.extend(cache[piece])
+                cache.move_to_end(piece)
+                self.hits += 1
+        self.hits -= len(missing)
+        self._evict()
+        return ids
+
+    def _store(self, piece: str, ids: tuple[int, ...]) -> None:
+        self._cache[piece] = ids
+        self._chars += len(piece)
+
+    def _evict(self) -> None:
+        while self._cache and (len(self._cache) > self.max_entries or self._chars > self.max_chars):
+            piece, _ = self._cache.popitem(last=False)
+            self._chars -= len(piece)
