@@ -156,6 +156,9 @@ class JournalConfig:
     """False: drop text once a turn is judged; keep token ids only."""
     retention_hours: float | None = None
     """Delete consumed/discarded turns this long after they finished; None keeps them."""
+    claim_lease_s: float = 60.0
+    """A turn a signal worker claimed and did not record within this time (the worker died)
+    may be claimed again; recording is idempotent, so a slow worker only costs compute."""
     drain_lease_s: float = 3600.0
     """A drained sample not acknowledged within this time is handed out again. Must cover
     two training steps (samples are acknowledged two rollout steps later)."""
@@ -301,6 +304,8 @@ class OpenClawConfig:
         positive("openclaw_hint_votes", self.hint.votes)
         positive("openclaw_signal_workers", self.signal_workers)
         positive("openclaw_gateway_max_inflight", self.gateway.max_inflight)
+        if not (self.journal.claim_lease_s > 0 and self.journal.drain_lease_s > 0):
+            raise ConfigError("openclaw_journal_claim_lease_s and openclaw_journal_drain_lease_s must be > 0")
         if not self.gateway.session_ttl_s > 0:
             raise ConfigError(f"openclaw_gateway_session_ttl_s: must be > 0, got {self.gateway.session_ttl_s}")
         if self.max_staleness < 0 or self.teacher.topk < 0:

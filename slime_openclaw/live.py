@@ -75,10 +75,12 @@ def open_configured_journal(config: OpenClawConfig, location: str | None = None)
         keep_text=config.journal.keep_text, delete_consumed_after_hours=config.journal.retention_hours
     )
     if where == MEMORY:
-        return MemoryJournal(retention=retention, drain_lease_seconds=config.journal.drain_lease_s)
+        return MemoryJournal(retention=retention, claim_lease_seconds=config.journal.claim_lease_s,
+                             drain_lease_seconds=config.journal.drain_lease_s)
     return SqliteJournal(
         where,
         retention=retention,
+        claim_lease_seconds=config.journal.claim_lease_s,
         drain_lease_seconds=config.journal.drain_lease_s,
         checkpoint_interval_seconds=CHECKPOINT_INTERVAL_SECONDS,
     )
