@@ -171,7 +171,7 @@ def hinted_dialogue(persona: P.Persona, mix: StyleMix, rng: random.Random) -> Di
     cuts = [i for i, m in enumerate(messages)
             if m["role"] == "assistant" and messages[i - 1]["role"] == "user"
             and messages[i - 1]["content"] not in P.THANKS and messages[i - 1]["content"] != P.GIVE_UP]
-    cut = rng.choice(cuts)
+    cut = cuts[0] if rng.random() < 0.7 else rng.choice(cuts)  # mostly the first reply: short, and OPD's main case
     placement = HintPlacement.USER_APPEND if rng.random() < 0.8 else HintPlacement.SYSTEM
     if problem.tools and placement is HintPlacement.SYSTEM:
         placement = HintPlacement.USER_APPEND  # the tools' system text stays the template's own
@@ -187,7 +187,7 @@ def plain_dialogue(persona: P.Persona, mix: StyleMix, rng: random.Random) -> Dia
 
 
 def synthetic_dialogues(count: int, seed: int, *, mix: StyleMix = StyleMix(), p_hint: float = 0.4,
-                        weights: tuple[float, float, float] = (0.4, 0.4, 0.2)) -> list[Dialogue]:
+                        weights: tuple[float, float, float] = (0.4, 0.45, 0.15)) -> list[Dialogue]:
     """``count`` dialogues (student, teacher, tool user by ``weights``), ``p_hint`` of them hinted."""
     rng = random.Random(seed)
     people: tuple[P.Persona, ...] = (P.StudentPersona(), P.TeacherPersona(), P.ToolUserPersona())
