@@ -136,9 +136,23 @@ async def test_users_against_the_embedded_engine(engine_url: str, tmp_path: Path
         await engine.aclose()
     assert all(r.error is None and r.requests_failed == 0 and r.replies >= 1 for r in records)
     sessions = _journal_sessions(tmp_path / "j.sqlite")
+    assert set(sessions) == {r.session_id for r in records}
     for record in records:
         kinds = [t.next_state.kind for t in sessions[record.session_id]]
         assert kinds == [NextStateKind.USER] * record.replies + [NextStateKind.SESSION_END]
+
+
+async def test_evaluation_sessions_are_served_but_not_recorded(tokenizer: Any, tmp_path: Path) -> None:
+    journal = SqliteJournal(str(tmp_path / "j.sqlite"))
+    try:
+        async with running_gateway(ScriptedEngine(policy_script(tokenizer)), journal=journal,
+                                   codec=TokenizerCodec.from_dir(tiny_model_dir())) as (api, _):
+            records = await run_users(str(api.base_url), P.default_personas(), 3,
+                                      settings=UserSettings(train=False))
+    finally:
+        journal.close()
+    assert all(r.error is None and r.requests_ok >= 2 for r in records)
+    assert _journal_sessions(tmp_path / "j.sqlite") == {}
 
 
 async def test_unreachable_gateway_is_recorded_not_raised() -> None:

@@ -45,6 +45,8 @@ class UserSettings:
     """Model name to ask for (default: the first one ``/v1/models`` lists)."""
     api_key: str = "local"
     session_prefix: str = "sim"
+    train: bool = True
+    """False sends ``X-OpenClaw-Train: off``: served, never recorded (evaluation rounds)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class _Session:
         headers = {"X-Session-Id": self.session_id}
         if done:
             headers["X-Session-Done"] = "1"
+        if not self.settings.train:
+            headers["X-OpenClaw-Train"] = "off"
         extra: dict[str, Any] = {"tools": list(tools)} if tools else {}
         try:
             completion = await self.client.chat.completions.create(
