@@ -130,3 +130,36 @@ def test_wire_value_parsing() -> None:
     assert parse_finish_reason({"type": "stop", "matched": 2}) is FinishReason.STOP
     assert parse_finish_reason({"type": "abort", "message": "x"}) is FinishReason.ABORT
     assert parse_finish_reason(None) is None
+
+
+def incremental_chunk(ids: list[int], total: int, version: str, finished: bool = False) -> bytes:
+    meta = {"finish_reason": {"type": "stop"} if finished else None, "weight_version": version, "prompt_tokens": 3,
+            "completion_tokens": total, "output_token_logprobs": [[-0.1 * t, t, None] for t in ids]}
+    return json.dumps({"output_ids": ids, "meta_info": meta}).encode()
+
+
+def test_merged_deltas_keep_weight_versions_apart() -> None:
+    from slime_openclaw.engine.client import _DeltaReader
+
+    payloads = [incremental_chunk([1], 1, "4"), incremental_chunk([2, 3], 3, "4"), incremental_chunk([4], 4, "5"),
+                incremental_chunk([5], 5, "5", finished=True)]
+    merged = list(_DeltaReader(3).deltas(payloads, merge=True))
+    assert [(d.output_ids, d.weight_version, d.finish_reason) for d in merged] == [
+        ((1, 2, 3), 4, None), ((4, 5), 5, FinishReason.STOP)]
+    assert merged[0].output_log_probs == tuple(-0.1 * t for t in (1, 2, 3))
+    plain = list(_DeltaReader(3).deltas(payloads, merge=False))
+    assert [d.output_ids for d in plain] == [(1,), (2, 3), (4,), (5,)]
+    broken = [payloads[0], b'{"error": {"message": "scheduler crashed"}}', payloads[1]]
+    given = []
+    with pytest.raises(EngineError, match="scheduler crashed"):
+        for delta in _DeltaReader(3).deltas(broken, merge=True):
+            given.append(delta.output_ids)
+    assert given == [(1,)]  # what came before the error is still given
+
+
+async def test_merging_client_gives_the_same_tokens(fake_sglang: str) -> None:
+    async with EngineClient(fake_sglang, merge_chunks=True) as client:
+        deltas = [d async for d in client.stream(req())]
+    assert sum((d.output_ids for d in deltas), ()) == tuple(TOKENS)
+    assert sum((d.output_log_probs for d in deltas), ()) == tuple(LOGPROBS)
+    assert 1 <= len(deltas) <= 3 and deltas[-1].finish_reason is FinishReason.LENGTH

@@ -12,7 +12,7 @@ from slime_openclaw.errors import AuthenticationError, ConfigError, EngineError,
 from slime_openclaw.gateway.auth import check_bearer, check_bind, is_loopback
 from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
 from slime_openclaw.gateway.metrics import GatewayMetrics
-from slime_openclaw.gateway.responses import StopTrimmer
+from slime_openclaw.gateway.responses import ChunkEncoder, StopTrimmer, chunk, sse
 from slime_openclaw.gateway.scripted_engine import ScriptedEngine
 from slime_openclaw.gateway.sessions import (
     PendingTurn,
@@ -186,3 +186,18 @@ def test_metrics_text_format() -> None:
     assert 'openclaw_gateway_next_states_total{kind="user"} 1' in text
     for line in text.splitlines():
         assert line.startswith("#") or len(line.split(" ")) == 2, line
+
+
+@pytest.mark.parametrize("delta, finish, logprobs", [
+    ({"role": "assistant", "content": ""}, None, None),
+    ({"content": "héllo \"quoted\" 🦀\n"}, None, None),
+    ({}, "tool_calls", None),
+    ({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+     None, {"content": [{"token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": []}], "refusal": None}),
+])
+def test_chunk_encoder_is_byte_identical_to_chunk_dicts(delta: dict, finish: str | None, logprobs: dict | None) -> None:
+    fast = ChunkEncoder(cid="chatcmpl-x\u00e9", created=17, model="tiny/\"m\"").encode(
+        delta, finish_reason=finish, logprobs=logprobs)
+    slow = sse(chunk(cid="chatcmpl-x\u00e9", created=17, model="tiny/\"m\"", delta=delta, finish_reason=finish,
+                     logprobs=logprobs))
+    assert fast == slow

@@ -292,6 +292,10 @@ class ResponseParser:
 
     def _step(self, out: list[ParsedDelta], final: bool) -> bool:
         """Consume part of the buffer; True when a tag switched the mode (call again)."""
+        if self._mode != "tool" and "<" not in self._buf:  # every tag starts with "<": nothing to hold back
+            (self._emit_reasoning if self._mode == "reasoning" else self._emit_content)(self._buf, out)
+            self._buf = ""
+            return False
         if self._mode == "reasoning":
             return self._scan(out, final, (THINK_CLOSE,), self._emit_reasoning)
         if self._mode == "tool":

@@ -10,7 +10,9 @@ output log-probs by default and carry only the new ones with
 ``--incremental-streaming-output`` (the embedded engine's way). ``meta_info.completion_tokens``
 is cumulative in both, so a chunk whose list has ``completion_tokens`` entries is
 cumulative and one with ``completion_tokens - seen`` entries is incremental; ``stream``
-yields only the new tokens either way. ``weight_version`` arrives as a string in SGLang
+yields only the new tokens either way; with ``merge_chunks`` the chunks that arrived
+together (a reader that fell behind) become one delta, so a busy gateway does less work
+per token. ``weight_version`` arrives as a string in SGLang
 (``"default"`` before any update, read as 0) and is returned as an int.
 
 This module does not retry; retrying across a weight-update pause is the caller's policy.
@@ -19,7 +21,7 @@ This module does not retry; retrying across a weight-update pause is the caller'
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -79,8 +81,11 @@ class EngineClient:
         connect_timeout: float = 2.0,
         request_timeout: float = 600.0,
         api_key: str | None = None,
+        merge_chunks: bool = False,
     ):
         self.base_url = base_url.rstrip("/")
+        self.merge_chunks = merge_chunks
+        """``stream`` merges the chunks that one read brought in (same weight version) into one delta."""
         self._session = session
         self._owns_session = session is None
         self._connect_timeout = connect_timeout
@@ -166,12 +171,12 @@ class EngineClient:
             ) as response:
                 if response.status != 200:
                     await _raise_for_status(response, await response.read(), url)
-                async for payload in _sse_payloads(response.content):
-                    delta = reader.delta(_chunk(payload))
-                    if delta.output_ids or delta.finish_reason is not None:
-                        yield delta
-                    if delta.finish_reason is not None:
-                        return
+                async for payloads in _sse_batches(response.content):
+                    for delta in reader.deltas(payloads, merge=self.merge_chunks):
+                        if delta.output_ids or delta.finish_reason is not None:
+                            yield delta
+                        if delta.finish_reason is not None:
+                            return
         except aiohttp.ClientConnectorError as exc:
             raise EngineError(f"cannot reach engine at {self.base_url}: {exc.os_error or exc}") from exc
         except TimeoutError as exc:
@@ -249,8 +254,9 @@ async def _raise_for_status(response: aiohttp.ClientResponse, raw: bytes, url: s
     raise EngineError(f"engine at {url} answered {response.status}: {message or response.reason}", code=code)
 
 
-async def _sse_payloads(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """The payloads of ``data:`` lines until ``data: [DONE]`` (or the end of the body).
+async def _sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The payloads of ``data:`` lines until ``data: [DONE]`` (or the end of the body), in
+    batches: the complete lines of one read.
 
     Reads whatever arrived (``readany``) and splits the lines itself: one read often holds
     several events, and aiohttp's ``readline`` costs a Python loop per line.
@@ -263,16 +269,22 @@ async def _sse_payloads(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         else:
             lines = (pending + data if pending else data).split(b"\n")
             pending = lines.pop()
+        batch = []
         for line in lines:
             line = line.strip()
             if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()
             if payload == b"[DONE]":
-                return
-            yield payload
+                data = b""
+                break
+            batch.append(payload)
+        if batch:
+            yield batch
         if not data:
             return
+
+
 
 
 def _chunk(payload: bytes) -> dict[str, Any]:
@@ -295,6 +307,32 @@ class _DeltaReader:
         if self._version is None or self._version[0] != raw:
             self._version = (raw, parse_weight_version(raw))
         return self._version[1]
+
+    def deltas(self, payloads: list[bytes], *, merge: bool) -> Iterator[GenerateDelta]:
+        """The deltas of a batch of payloads; with ``merge``, consecutive deltas of one weight
+        version are joined (a finished one ends the run). A bad chunk raises after the deltas
+        before it were given."""
+        pending: GenerateDelta | None = None
+        try:
+            for payload in payloads:
+                delta = self.delta(_chunk(payload))
+                if not merge:
+                    yield delta
+                elif pending is not None and pending.finish_reason is None and (
+                        pending.weight_version == delta.weight_version):
+                    pending = GenerateDelta(
+                        pending.output_ids + delta.output_ids, pending.output_log_probs + delta.output_log_probs,
+                        delta.weight_version, delta.finish_reason, delta.prompt_tokens)
+                else:
+                    if pending is not None:
+                        yield pending
+                    pending = delta
+        except Exception:
+            if pending is not None:
+                yield pending
+            raise
+        if pending is not None:
+            yield pending
 
     def delta(self, chunk: dict[str, Any]) -> GenerateDelta:
         meta = chunk.get("meta_info") or {}

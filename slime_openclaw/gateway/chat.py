@@ -63,6 +63,7 @@ class _Exchange:
     generation: ResumableGeneration
     parser: StreamParser
     trimmer: R.StopTrimmer
+    chunks: R.ChunkEncoder
     seen_first: bool = False
 
 
@@ -96,8 +97,10 @@ class ChatService:
         cid = R.completion_id()
         generation = ResumableGeneration(self.engine, prompt_ids, sampling, request_id=cid,
                                          policy=self.settings.resume, on_resume=self._count_resume)
-        return _Exchange(request, context, cid, int(time.time()), started, prompt_ids, generation,
-                         self.codec.new_parser(prompt_ids), R.StopTrimmer(request.stop))
+        created = int(time.time())
+        return _Exchange(request, context, cid, created, started, prompt_ids, generation,
+                         self.codec.new_parser(prompt_ids), R.StopTrimmer(request.stop),
+                         R.ChunkEncoder(cid=cid, created=created, model=self.model_name))
 
     async def complete(self, http: web.Request, ex: _Exchange) -> web.StreamResponse:
         """Serve the exchange (streamed or not) and record it."""
@@ -125,16 +128,14 @@ class ChatService:
         first = await anext(tokens, None)  # engine failures before this point are plain HTTP errors
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(http)
-        head = R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta={"role": "assistant", "content": ""})
+        head = ex.chunks.encode({"role": "assistant", "content": ""})
         try:
-            await response.write(R.sse(head) + (self._chunks(ex, first) if first else b""))
+            await response.write(head + (self._chunks(ex, first) if first else b""))
             async for ids in tokens:
                 await response.write(self._chunks(ex, ids))
             closing = self._closing_chunks(ex)
             message = self._finish(ex, assignment)
-            tail = R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta={},
-                           finish_reason=self._client_finish(ex, message))
-            data = closing + R.sse(tail)
+            data = closing + ex.chunks.encode({}, finish_reason=self._client_finish(ex, message))
             if ex.request.include_usage:
                 data += R.sse(R.usage_chunk(cid=ex.cid, created=ex.created, model=self.model_name,
                                             usage_obj=self._usage(ex)))
@@ -159,22 +160,23 @@ class ChatService:
         held = ex.trimmer.flush()
         if held:
             deltas.append({"content": held})
-        return b"".join(R.sse(R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta=d))
-                        for d in deltas)
+        return b"".join(ex.chunks.encode(d) for d in deltas)
 
     def _chunks(self, ex: _Exchange, ids: tuple[int, ...]) -> bytes:
         self._first_token(ex)
         deltas = [d for d in (self._visible(ex, d) for d in ex.parser.feed(ids)) if d]
-        logprobs = self._logprobs(ex, ids, ex.generation.log_probs[len(ex.generation.log_probs) - len(ids):])
+        logprobs = None
+        if ex.request.logprobs:
+            log_probs = ex.generation.log_probs
+            logprobs = self._logprobs(ex, ids, log_probs[len(log_probs) - len(ids):])
         if not deltas:
             if logprobs is None:
                 return b""
             deltas = [{}]
-        out = []
-        for i, delta in enumerate(deltas):
-            out.append(R.sse(R.chunk(cid=ex.cid, created=ex.created, model=self.model_name, delta=delta,
-                                     logprobs=logprobs if i == 0 else None)))
-        return b"".join(out)
+        if len(deltas) == 1:
+            return ex.chunks.encode(deltas[0], logprobs=logprobs)
+        return b"".join(ex.chunks.encode(delta, logprobs=logprobs if i == 0 else None)
+                        for i, delta in enumerate(deltas))
 
     @staticmethod
     def _visible(ex: _Exchange, delta: MessageDelta) -> dict:

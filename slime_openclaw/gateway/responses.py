@@ -88,6 +88,28 @@ def sse(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_bytes(value: Any) -> bytes:
+    return b"null" if value is None else _JSON.encode(value).encode("utf-8")
+
+
+class ChunkEncoder:
+    """SSE events of one completion's chunks, byte for byte ``sse(chunk(...))``, with the
+    part every chunk repeats (id, object, created, model) serialized once."""
+
+    def __init__(self, *, cid: str, created: int, model: str):
+        head = _JSON.encode({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model})
+        self._head = b"data: " + head[:-1].encode("utf-8") + b',"choices":[{"index":0,"delta":'
+
+    def encode(self, delta: dict[str, Any], *, finish_reason: str | None = None,
+               logprobs: dict | None = None) -> bytes:
+        """The ``data:`` event of one chunk (a single choice)."""
+        return b"".join((self._head, _json_bytes(delta), b',"logprobs":', _json_bytes(logprobs),
+                         b',"finish_reason":', _json_bytes(finish_reason), b"}]}\n\n"))
+
+
 def error_body(error: OpenClawError) -> dict[str, Any]:
     """The OpenAI error JSON of an error."""
     return error.to_openai()
