@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from slime_openclaw.chat.native import render_builtin
 from slime_openclaw.chat.segments import SegmentEncoder
 from slime_openclaw.errors import ConfigError, RequestError
 
@@ -146,6 +147,14 @@ def _check_messages(messages: Any) -> None:
             raise RequestError(f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]")
 
 
+def _check_inputs(messages: Any, tools: Any) -> None:
+    _check_messages(messages)
+    if tools is not None and (not isinstance(tools, Sequence) or isinstance(tools, (str, bytes))):
+        raise RequestError("tools must be a list", param="tools")
+    if tools is not None and not all(isinstance(tool, Mapping) for tool in tools):
+        raise RequestError("each tool must be an object", param="tools")
+
+
 def _as_id_list(out: Any) -> list[int]:
     if isinstance(out, Mapping) or hasattr(out, "input_ids"):
         out = out["input_ids"]
@@ -163,9 +172,10 @@ class ChatRenderer:
     inside message text as plain text, so only the template's own markup becomes control
     tokens; off by default so a response's literal tags re-render to the generated ids.
 
-    Token ids are those of ``apply_chat_template(..., tokenize=True)``. Without sanitizing,
-    the rendered text is encoded piecewise between added tokens with a cache of the pieces
-    (chat/segments.py), so the system prompt, the tools and earlier messages of a
+    Text and ids are those of ``apply_chat_template``. Without sanitizing, the package's own
+    ``CHAT_TEMPLATE`` is rendered in Python (chat/native.py; Jinja for input shapes it does
+    not know), and the text is encoded piecewise between added tokens with a cache of the
+    pieces (chat/segments.py), so the system prompt, the tools and earlier messages of a
     conversation are not encoded again on every turn.
     """
 
@@ -181,11 +191,7 @@ class ChatRenderer:
         """The piecewise encoder (None: the whole text goes through the tokenizer)."""
 
     def _apply(self, messages: Any, tools: Any, add_generation_prompt: bool, tokenize: bool) -> Any:
-        _check_messages(messages)
-        if tools is not None and (not isinstance(tools, Sequence) or isinstance(tools, (str, bytes))):
-            raise RequestError("tools must be a list", param="tools")
-        if tools is not None and not all(isinstance(tool, Mapping) for tool in tools):
-            raise RequestError("each tool must be an object", param="tools")
+        _check_inputs(messages, tools)
         extra: dict[str, Any] = {}
         if self.chat_template is not None:
             extra["chat_template"] = self.chat_template
@@ -208,6 +214,11 @@ class ChatRenderer:
     def render_text(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
         """The rendered prompt as text (for logs off by default, judges and debugging)."""
+        if not self.sanitize_control_tokens and (self.chat_template or self.tokenizer.chat_template) == CHAT_TEMPLATE:
+            _check_inputs(messages, tools)
+            text = render_builtin(messages, list(tools) if tools else None, add_generation_prompt)
+            if text is not None:
+                return text
         return str(self._apply(messages, tools, add_generation_prompt, tokenize=False))
 
     def render_ids(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
