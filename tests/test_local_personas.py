@@ -9,7 +9,7 @@ import pytest
 
 from slime_openclaw.local import personas as P
 from slime_openclaw.local.dialogues import CORRECTION_HINT, StyleMix, simulate_session, styled_reply
-from slime_openclaw.local.scoring import answer_correct, has_ai_look, preference_score
+from slime_openclaw.local.scoring import answer_correct, has_ai_look, is_specific, preference_score
 from slime_openclaw.signals.context import JudgeInput
 from slime_openclaw.signals.hints import CorrectionHintExtractor, explicit_correction
 from slime_openclaw.signals.rules import tool_outcome, user_rating
@@ -38,10 +38,16 @@ def test_student_score_is_the_absence_of_the_ai_look(text: str, score: float) ->
     ("Well done!", 0.5),             # friendly, not specific
     ("9 - 4 = 5 is correct.", 0.5),  # specific, not friendly
     ("Correct.", 0.0),
-    ("Great job, 2 and 3.", 0.5),    # numbers that are not the student's
+    ("Great job, you got it.", 0.5),  # friendly, but names no step
 ])
 def test_teacher_score_wants_specific_and_friendly(text: str, score: float) -> None:
     assert preference_score(P.TEACHER, text, TEACHER_PROBLEM) == score
+
+
+def test_exact_specificity_checks_the_students_numbers() -> None:
+    assert is_specific("Great job, 2 + 3 = 5.", TEACHER_PROBLEM)
+    assert not is_specific("Great job, 2 + 3 = 5.", TEACHER_PROBLEM, exact=True)
+    assert is_specific("Nice, 9 - 4 = 5.", TEACHER_PROBLEM, exact=True)
 
 
 def test_tool_user_score_wants_the_right_call() -> None:

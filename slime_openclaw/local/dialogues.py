@@ -49,13 +49,12 @@ _AI_LOOK = (
     "## Solution\n1. {a} {op} {b} = {r}\n2. **Final answer:** {r}",
     "**Final answer:** {r}\n\n- We compute {a} {op} {b} = {r}.",
 )
-_SPECIFIC = {
-    "+": ("Nice work, you added {a} and {b} correctly to get {r}.",
-          "Great job! Adding {a} and {b} to get {r} is exactly right.",
-          "Well done, {a} + {b} = {r} is correct. Keep it up!"),
-    "-": ("Nice work, you took {b} away from {a} and got {r}.",
-          "Great job! {a} minus {b} is {r}, exactly right.",
-          "Well done, {a} - {b} = {r} is correct. Keep it up!"),
+_SPECIFIC_ALL = ("Nice work: {a} {op} {b} = {r} is exactly right.",
+                 "Great job! You wrote {a} {op} {b} = {r}, and that is correct.",
+                 "Well done, {a} {op} {b} = {r} is correct. Keep it up!")
+_SPECIFIC = {  # the student's own expression, copied whole: the easiest specific comment to learn
+    "+": (*_SPECIFIC_ALL, "Nice work, you added {a} and {b} correctly to get {r}."),
+    "-": (*_SPECIFIC_ALL, "Nice work, you took {b} away from {a} and got {r}."),
 }
 _GENERIC = ("Correct.", "Answer accepted.", "Correct, full marks.", "Graded: correct.")
 _CLOSING = ("You're welcome!", "Glad I could help.", "Happy to help!")

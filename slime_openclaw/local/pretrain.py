@@ -65,7 +65,7 @@ class PretrainRecipe:
     """Padded tokens per batch at most (sequences of similar length are batched together)."""
     p_hint: float = 0.4
     mix: StyleMix = StyleMix()
-    verify_samples: int = 48
+    verify_samples: int = 64
     """Sampled answers per (persona, hint or not) in the check after training (0: skip)."""
 
     def cache_key(self, seed: int, spec: TinyModelSpec) -> str:

@@ -7,9 +7,11 @@ response:
 - student: 1.0 when the answer has no "AI look" (no ``**bold**``, no ``#`` heading, no list
   line (``- ``, ``* ``, ``1. ``), no "Final answer" / "Answer:" banner) and is not empty and
   not a tool call; else 0.0;
-- teacher: 0.5 for specific (names at least two of the problem's numbers: operands or result;
-  without a problem, any two numbers) + 0.5 for friendly (a warm phrase such as "nice",
-  "great", "well done", "good job"); so 1.0 only when both;
+- teacher: 0.5 for specific (the comment refers to the student's step: an equation or
+  "<number> plus/minus/and <number>", or "you added/took/wrote ...") + 0.5 for friendly (a
+  warm phrase such as "nice", "great", "well done", "good job"); so 1.0 only when both. Whether
+  the numbers are the problem's own is not checked: a ~1M-parameter policy pre-trained for two
+  minutes does not learn to copy them reliably (``is_specific(..., exact=True)`` checks it);
 - tool user: 1.0 when the reply calls ``get_weather`` with the problem's city (arguments as
   JSON), else 0.0.
 
@@ -58,11 +60,21 @@ def is_friendly(text: str) -> bool:
     return bool(_FRIENDLY.search(text))
 
 
-def is_specific(text: str, problem: Problem | None = None) -> bool:
-    """True when the text names at least two of the problem's numbers (any two without a problem)."""
+_STEP = re.compile(
+    r"\d+\s*(?:[-+=×*/]|plus|minus|and|times|take away|away from)\s*\d+"
+    r"|\byou (?:added|took|subtracted|wrote|worked out)\b|\byou got -?\d",
+    re.IGNORECASE,
+)
+
+
+def is_specific(text: str, problem: Problem | None = None, *, exact: bool = False) -> bool:
+    """True when the text refers to the student's step (an equation, "you added ...").
+
+    With ``exact`` and a problem: when it names at least two of the problem's own numbers.
+    """
+    if not exact or problem is None:
+        return bool(_STEP.search(text))
     found = [n.lstrip("-") for n in numbers_in(text)]
-    if problem is None:
-        return len(found) >= 2
     wanted = {str(problem.a), str(problem.b), str(problem.answer)}
     return len(wanted.intersection(found)) >= 2 or (problem.a == problem.b and found.count(str(problem.a)) >= 2)
 
