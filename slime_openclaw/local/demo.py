@@ -1,183 +1,130 @@
-"""``slime-openclaw demo``: the embedded default, end to end, with the real ``openai`` client.
+"""``slime-openclaw demo``: the whole loop on one CPU machine with simulated users.
 
-Starts ``slime-openclaw serve --embedded`` as a child process (embedded engine + gateway,
-journal in a SQLite file), drives a short scripted conversation through it (a streamed
-answer, a follow-up that becomes the first turn's next state, a tool call and its result,
-a side turn), stops the gateway, then reads the journal back and prints what was recorded
-token for token. The tiny default model is untrained, so its words are noise: the point is
-the machinery, not the prose.
+Prepares the tiny policy (cached; ~2-3 minutes the first time), starts the embedded engine,
+the gateway with the signal workers, and the local trainer, drives the simulated users
+through the gateway with the real ``openai`` client while printing progress, and ends with
+a summary table (preference score before -> after, interactions, training steps, requests
+served / failed, turns recorded / samples produced / lost) and a learning-curve PNG.
 
-This is the foundation's demo; the full loop (simulated users, judges, local trainer)
-builds on it.
+Everything lives in a work directory (``--workdir``; default
+``$XDG_DATA_HOME/slime-openclaw/demo/<method>-seed<seed>``): ``journal.sqlite``,
+``checkpoints/``, ``progress.json``, ``curve.png``, ``summary.json``. Running the same
+command again continues a killed run where it stopped; ``--fresh`` starts over. The loop
+itself is demo_loop.py, the display demo_report.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import subprocess
+import asyncio
+import os
+import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from slime_openclaw.errors import ConfigError, EngineError
+from slime_openclaw.errors import ConfigError
+from slime_openclaw.local.demo_loop import METHOD_CHOICES, DemoSettings
 
-GATEWAY_START_TIMEOUT_S = 300.0
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
+WORK_FILES = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "progress.json", "checkpoints",
+              "topk", "curve.png", "summary.json")
+
+
+def default_workdir(method: str, seed: int) -> Path:
+    """``$XDG_DATA_HOME/slime-openclaw/demo/<method>-seed<seed>`` (else ``~/.local/share/...``)."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "slime-openclaw" / "demo" / f"{method}-seed{seed}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``slime-openclaw demo``."""
-    parser.add_argument("--model", help="model directory to serve (default: the cached tiny model)")
-    parser.add_argument("--journal", help="SQLite journal file (default: a temporary file)")
-    parser.add_argument("--max-tokens", type=int, default=24, help="completion budget per reply (default 24)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed sent with each request")
+    d = DemoSettings(workdir=Path("."))
+    parser.add_argument("--method", choices=METHOD_CHOICES, default=d.method,
+                        help=f"training signal (default {d.method})")
+    parser.add_argument("--interactions", type=int, default=d.interactions,
+                        help=f"training interactions (simulated sessions) (default {d.interactions})")
+    parser.add_argument("--users", type=int, default=d.users,
+                        help=f"simulated users talking at the same time (default {d.users})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the users' problems and sampling")
+    parser.add_argument("--workdir", help="work directory (default: under the user data directory)")
+    parser.add_argument("--fresh", action="store_true", help="start over: delete the work directory's run first")
+    parser.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON here")
+    parser.add_argument("--eval-per-persona", type=int, default=d.eval_per_persona,
+                        help=f"evaluation sessions per persona and round (default {d.eval_per_persona})")
+    parser.add_argument("--eval-every", type=int, default=d.eval_every,
+                        help=f"training interactions between evaluation rounds; 0: before/after only "
+                             f"(default {d.eval_every})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help=f"samples per training step (default {d.batch_size})")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"trainer learning rate (default {d.lr})")
+    parser.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                        help=f"completion budget per reply (default {d.max_tokens})")
+    parser.add_argument("--policy", help="prepared policy directory to start from (default: the cached one, "
+                                         "prepared on first use)")
 
 
-@contextlib.contextmanager
-def gateway_process(model: Path | None, journal: Path) -> Iterator[str]:
-    """Run ``serve --embedded`` on a free loopback port; yields the base URL; stops it by pid."""
-    command = [sys.executable, "-m", "slime_openclaw.cli", "serve", "--embedded", "--port", "0",
-               "--journal", str(journal), "--log-level", "WARNING"]
-    if model is not None:
-        command += ["--model", str(model)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()  # "gateway listening on http://127.0.0.1:PORT/v1 (engine ...)"
-        if "listening on " not in line:
-            raise EngineError(f"the gateway did not start (exit code {child.wait(GATEWAY_START_TIMEOUT_S)})")
-        yield line.split("listening on ", 1)[1].split()[0]
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(5)
+def settings_from_args(args: argparse.Namespace) -> DemoSettings:
+    """Validated settings of the command line."""
+    checks = {"--interactions": args.interactions >= 1, "--users": args.users >= 1,
+              "--eval-per-persona": args.eval_per_persona >= 1, "--eval-every": args.eval_every >= 0,
+              "--batch-size": args.batch_size >= 1, "--lr": args.lr > 0, "--max-tokens": args.max_tokens >= 1}
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        raise ConfigError(f"out of range: {', '.join(bad)} (counts >= 1, --eval-every >= 0, --lr > 0)")
+    policy = Path(args.policy) if args.policy else None
+    if policy is not None and not (policy / "config.json").is_file():
+        raise ConfigError(f"--policy {policy} is not a model directory")
+    workdir = Path(args.workdir) if args.workdir else default_workdir(args.method, args.seed)
+    return DemoSettings(workdir=workdir, method=args.method, interactions=args.interactions, users=args.users,
+                        seed=args.seed, eval_per_persona=args.eval_per_persona, eval_every=args.eval_every,
+                        batch_size=args.batch_size, lr=args.lr, max_tokens=args.max_tokens, policy_dir=policy)
+
+
+def clear_workdir(workdir: Path) -> None:
+    """Delete the demo's files in ``workdir`` (nothing else)."""
+    for name in WORK_FILES:
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _converse(url: str, max_tokens: int, seed: int) -> list[dict[str, Any]]:
-    """The scripted conversation; returns what the client saw per request."""
-    from openai import OpenAI
-
-    client: Any = OpenAI(base_url=url, api_key="demo", max_retries=0, timeout=120)
-    model = client.models.list().data[0].id
-    _say(f"model: {model}")
-    session = {"X-Session-Id": "demo-session-1"}
-    extra = {"seed": seed}
-    seen: list[dict[str, Any]] = []
-
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What is 12 + 30?"},
-    ]
-    _say("\n[1] streamed answer (session header):")
-    pieces: list[str] = []
-    usage = None
-    stream = client.chat.completions.create(
-        model=model, messages=messages, stream=True, max_tokens=max_tokens,
-        stream_options={"include_usage": True}, extra_headers=session, extra_body=extra)
-    for chunk in stream:
-        if chunk.usage is not None:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            if choice.delta.content:
-                pieces.append(choice.delta.content)
-    answer = "".join(pieces)
-    _say(f"    {len(pieces)} content chunks, usage={usage.completion_tokens if usage else '?'} tokens: {answer!r}")
-    seen.append({"chunks": len(pieces), "text": answer})
-
-    messages += [{"role": "assistant", "content": answer},
-                 {"role": "user", "content": "No, I meant 12 times 30."}]
-    _say("\n[2] follow-up in the same session (its message is turn 1's next state):")
-    reply = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
-                                           extra_headers=session, extra_body=extra)
-    _say(f"    finish={reply.choices[0].finish_reason}: {reply.choices[0].message.content!r}")
-
-    tool_messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
-    _say("\n[3] tool definitions, no session id (grouped by history matching):")
-    reply = client.chat.completions.create(model=model, messages=tool_messages, tools=[WEATHER_TOOL],
-                                           max_tokens=max_tokens, extra_body=extra)
-    message = reply.choices[0].message
-    _say(f"    finish={reply.choices[0].finish_reason} tool_calls={len(message.tool_calls or [])}"
-         f" content={message.content!r}")
-    tool_messages.append(message.model_dump(exclude_none=True))
-    tool_messages.append({"role": "tool", "tool_call_id": "call_demo", "content": '{"temp_c": 18}'})
-    reply = client.chat.completions.create(model=model, messages=tool_messages, tools=[WEATHER_TOOL],
-                                           max_tokens=max_tokens, extra_body=extra)
-    _say(f"    after the tool result: {reply.choices[0].message.content!r}")
-
-    _say("\n[4] side turn (X-Turn-Type: side, recorded but never trained):")
-    reply = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Title for this chat?"}], max_tokens=8,
-        extra_headers={"X-Turn-Type": "side"}, extra_body=extra)
-    _say(f"    {reply.choices[0].message.content!r}")
-    return seen
-
-
-def _converse_or_explain(url: str, max_tokens: int, seed: int) -> None:
-    """Run the conversation; an API error becomes one clear line, not a traceback."""
-    import openai
-
-    try:
-        _converse(url, max_tokens, seed)
-    except openai.APIError as exc:
-        raise EngineError(f"the gateway answered with an error: {exc}") from None
-
-
-def _report_journal(path: Path) -> int:
-    """Print every recorded turn; returns how many there are."""
-    from slime_openclaw.journal.sqlite import SqliteJournal
-
-    journal = SqliteJournal(str(path))
-    try:
-        records = list(journal.iter_turns())
-        _say(f"\njournal {path}: {len(records)} turns")
-        _say(f"{'session':<26} {'turn':>4} {'type':<5} {'state':<9} {'prompt':>6} {'resp':>5} "
-             f"{'logp':>5} {'versions':<9} next state")
-        for record in records:
-            turn, nxt = record.turn, record.next_state
-            nxt_text = "-" if nxt is None else f"{nxt.kind.value} ({len(nxt.messages)} msg)"
-            if nxt is not None and not nxt.continuous:
-                nxt_text = f"break: {nxt.break_reason}"
-            versions = ",".join(str(v) for v in sorted(set(turn.weight_versions)))
-            _say(f"{turn.session_id[:26]:<26} {turn.turn_index:>4} {turn.turn_type.value:<5} "
-                 f"{record.state.value:<9} {len(turn.prompt_ids):>6} {len(turn.response_ids):>5} "
-                 f"{len(turn.response_log_probs):>5} {versions:<9} {nxt_text}")
-        return len(records)
-    finally:
-        journal.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    """Serve, converse, stop, and show the journal."""
-    if args.max_tokens < 1:
-        raise ConfigError("--max-tokens must be at least 1")
-    model = Path(args.model) if args.model else None
-    if model is not None and not model.is_dir():
-        raise ConfigError(f"--model {model} is not a directory")
-    with tempfile.TemporaryDirectory(prefix="slime-openclaw-demo-") as tmp:
-        journal = Path(args.journal) if args.journal else Path(tmp) / "journal.sqlite"
-        _say("starting the embedded engine and the gateway (first run builds the tiny model)...")
-        with gateway_process(model, journal) as url:
-            _say(f"gateway at {url}")
-            _converse_or_explain(url, args.max_tokens, args.seed)
-        turns = _report_journal(journal)
-    _say(f"\ndone: {turns} turns recorded token-exactly; the gateway and engine were stopped.")
+    """Prepare, run (or continue) the loop, print the summary, write the curve and JSON."""
+    from slime_openclaw.local import demo_loop, demo_report
+
+    settings = settings_from_args(args)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # checkpoint writes would draw a bar per training step
+    if args.fresh:
+        clear_workdir(settings.workdir)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    _say(f"work directory: {settings.workdir}")
+    if settings.policy_dir is None:
+        _say("preparing the tiny policy (cached; the first time takes ~2-3 minutes)...")
+
+    def pretrain_progress(step: int, loss: float) -> None:
+        if step % 100 == 0:
+            _say(f"  pre-training step {step + 1}/{settings.recipe.steps} loss {loss:.3f}")
+
+    policy = demo_loop.prepare(settings, pretrain_progress)
+    _say(f"policy: {policy}")
+    progress = demo_report.ProgressLine(sys.stdout)
+    try:
+        summary = asyncio.run(demo_loop.run_demo(settings, policy, progress))
+    finally:
+        progress.finish()
+    curve_path = settings.workdir / "curve.png"
+    demo_report.plot_curve(curve_path, {settings.method: summary["curve"]})
+    demo_report.write_summary_json(settings.workdir / "summary.json", summary)
+    if args.summary_json:
+        demo_report.write_summary_json(args.summary_json, summary)
+    _say("")
+    _say(demo_report.summary_table(summary))
+    _say(f"learning curve: {curve_path}")
     return 0
