@@ -149,8 +149,16 @@ class SignalWorker:
             claimed = self._claim()
             if not claimed:
                 self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                await self._wait_for_wake()
+
+    async def _wait_for_wake(self) -> None:
+        """Wait for a free slot or the poll interval. Not ``asyncio.wait_for``: on Python 3.11
+        it swallows a cancellation that arrives as the event fires, and ``stop()`` would hang."""
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=self.poll_interval_s)
+        finally:
+            waiter.cancel()
 
     def _claim(self) -> int:
         free = self.concurrency - len(self._tasks)
