@@ -5,15 +5,20 @@ Measures, on a fresh SQLite journal in a temporary directory (WAL, synchronous=N
   target: record_turn < 1 ms p50), and turns/s sustained by that pair in a loop;
 - the rest of a turn's life: ``record_signals`` (two samples), ``drain`` + ``ack``;
 - JSON vs packed arrays for the token arrays (why the journal stores packed arrays);
-- WAL checkpoints from a background thread (what ``open_journal`` does) vs inside commits.
+- WAL checkpoints from a background thread (what ``open_journal`` does) vs inside commits;
+- through the gateway: the live service (slime_openclaw/live.py: gateway + signal workers
+  with the rule judges, method binary) in front of the scripted engine, driven by
+  concurrent multi-turn sessions over HTTP, once with the SQLite journal and once with the
+  in-memory one, side by side: turns/s and per-request latency; the difference of the
+  p50s is the latency the durable journal adds per served turn (target < 1 ms).
 
-Calls the journal directly; going through the gateway (slime_openclaw/gateway/) is left
-to an end-to-end benchmark. Usage: ``python benchmarks/journal.py [--turns N] [--json]``.
+Usage: ``python benchmarks/journal.py [--turns N] [--gateway-requests N] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import statistics
@@ -147,6 +152,86 @@ def bench_codec(turn: Turn, rounds: int = 200) -> dict[str, float]:
     }
 
 
+async def _drive(base: str, requests: int, concurrency: int) -> tuple[list[float], float]:
+    """``requests`` chat completions in 4-turn sessions from ``concurrency`` clients."""
+    import aiohttp
+
+    latencies: list[float] = []
+    counter = iter(range(requests))
+
+    async def client(http: aiohttp.ClientSession, c: int) -> None:
+        history: list[dict] = []
+        for turn, i in enumerate(counter):
+            if turn % 4 == 0:
+                history = [{"role": "user", "content": f"Client {c}: question {i}, tell me about it."}]
+            start = time.perf_counter()
+            async with http.post(f"{base}/chat/completions", json={"model": "bench", "messages": history,
+                                                                   "max_tokens": 32}) as response:
+                body = await response.json()
+            latencies.append(time.perf_counter() - start)
+            assert response.status == 200, body
+            history += [body["choices"][0]["message"], {"role": "user", "content": "Thanks!"}]
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(client(http, c) for c in range(concurrency)))
+    return latencies, time.perf_counter() - started
+
+
+async def _gateway_variant(kind: str, engine_url: str, tokenizer: Path, tmp: Path, requests: int,
+                           concurrency: int) -> dict[str, float]:
+    from slime_openclaw.config import OpenClawConfig
+    from slime_openclaw.live import live_service, open_configured_journal
+
+    config = OpenClawConfig.from_mapping({"openclaw_method": "binary", "openclaw_gateway_model_name": "bench"})
+    store = open_configured_journal(config, str(tmp / f"{kind}.sqlite") if kind == "sqlite" else ":memory:")
+    try:
+        async with live_service(config, engine_url=engine_url, tokenizer_dir=tokenizer, journal=store,
+                                port=0) as live:
+            await _drive(live.url, min(64, requests), concurrency)  # warm-up
+            latencies, wall = await _drive(live.url, requests, concurrency)
+            figures = percentiles(latencies)
+            figures["turns_per_s"] = requests / wall
+            figures["samples_ready"] = float(live.counters.get("ready", 0))
+            return figures
+    finally:
+        store.close()
+
+
+async def bench_gateway(requests: int, concurrency: int) -> dict[str, dict[str, float]]:
+    """The live service over the SQLite and the in-memory journal, same load (see module doc)."""
+    from aiohttp import web
+    from transformers import AutoTokenizer
+
+    from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app
+    from slime_openclaw.local.tiny_model import ensure_default_model
+
+    tokenizer = ensure_default_model()
+    answer = AutoTokenizer.from_pretrained(tokenizer).encode(
+        "Sure. Here is a short answer of about twenty tokens, as a model might give.<|im_end|>",
+        add_special_tokens=False)
+    runner = web.AppRunner(make_scripted_app(ScriptedEngine(lambda ids: answer, chunk_size=8)))
+    await runner.setup()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        engine_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            for kind in ("memory", "sqlite", "memory ", "sqlite "):  # twice each, interleaved
+                figures = await _gateway_variant(kind.strip(), engine_url, tokenizer, Path(tmp), requests,
+                                                 concurrency)
+                if kind.strip() not in results or figures["p50_us"] < results[kind.strip()]["p50_us"]:
+                    results[kind.strip()] = figures
+    finally:
+        await runner.cleanup()
+    results["added_by_sqlite"] = {
+        "p50_us": results["sqlite"]["p50_us"] - results["memory"]["p50_us"],
+        "p99_us": results["sqlite"]["p99_us"] - results["memory"]["p99_us"],
+        "turns_per_s_ratio": results["sqlite"]["turns_per_s"] / results["memory"]["turns_per_s"],
+    }
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=1000)
@@ -154,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--response-tokens", type=int, default=500)
     parser.add_argument("--synchronous", default="NORMAL", help="SQLite synchronous mode (NORMAL or FULL)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--gateway-requests", type=int, default=800,
+                        help="requests per journal through the gateway (0 skips that part)")
+    parser.add_argument("--gateway-concurrency", type=int, nargs="+", default=[1, 8],
+                        help="client concurrency levels through the gateway (default 1 8)")
     args = parser.parse_args(argv)
     rng = random.Random(0)
     turns = [make_turn(i, args.prompt_tokens, args.response_tokens, rng) for i in range(args.turns)]
@@ -170,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             with SqliteJournal(path, synchronous=args.synchronous, checkpoint_interval_seconds=interval) as journal:
                 results[name] = bench_journal(journal, turns)
     results["memory"] = bench_journal(MemoryJournal(), turns)
+    if args.gateway_requests > 0:
+        for level in args.gateway_concurrency:
+            results[f"through the gateway, concurrency {level}"] = asyncio.run(
+                bench_gateway(args.gateway_requests, level))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -188,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
         for step, values in figures.items():
             line = "  ".join(f"{k} {v:,.0f}" for k, v in values.items())
             print(f"  {step:<26} {line}")
+    for level in args.gateway_concurrency if args.gateway_requests > 0 else ():
+        gateway = results[f"through the gateway, concurrency {level}"]
+        assert isinstance(gateway, dict)
+        print(f"\n[through the gateway: {args.gateway_requests} requests, concurrency {level}, "
+              "live service with signal workers, scripted engine; best of 2 runs]")
+        for name, values in gateway.items():
+            line = "  ".join(f"{k} {v:,.2f}" if "ratio" in k else f"{k} {v:,.0f}" for k, v in values.items())
+            print(f"  {name:<26} {line}")
     return 0
 
 
