@@ -287,8 +287,11 @@ async def _sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[byte
 
 
 
+_decode_json = json.JSONDecoder().decode
+
+
 def _chunk(payload: bytes) -> dict[str, Any]:
-    chunk = json.loads(payload)
+    chunk = _decode_json(payload.decode("utf-8"))
     if "error" in chunk:
         error = chunk["error"]
         raise EngineError(f"engine stream error: {error.get('message', error) if isinstance(error, dict) else error}")
@@ -339,16 +342,13 @@ class _DeltaReader:
         seen = self.seen
         ids = chunk.get("output_ids") or []
         total = int(meta.get("completion_tokens", seen + len(ids)))
-        new_ids = tuple(int(t) for t in _new_part(ids, total, seen, "output_ids"))
+        new_ids = tuple(map(int, _new_part(ids, total, seen, "output_ids")))
         log_probs: tuple[float, ...] = ()
         if "output_token_logprobs" in meta:
             entries = _new_part(meta["output_token_logprobs"] or [], total, seen, "log-probs")
-            log_probs = tuple(float(v) for v in _values(entries))
+            log_probs = tuple(map(float, _values(entries)))
         self.seen = seen + len(new_ids)
-        return GenerateDelta(
-            output_ids=new_ids,
-            output_log_probs=log_probs,
-            weight_version=self._weight_version(meta.get("weight_version")),
-            finish_reason=parse_finish_reason(meta.get("finish_reason")),
-            prompt_tokens=int(meta.get("prompt_tokens", self.prompt_tokens)),
-        )
+        finish = meta.get("finish_reason")
+        return GenerateDelta(new_ids, log_probs, self._weight_version(meta.get("weight_version")),
+                             None if finish is None else parse_finish_reason(finish),
+                             int(meta.get("prompt_tokens", self.prompt_tokens)))
