@@ -201,6 +201,16 @@ def journal_figures(journal: JournalStore) -> dict[str, int]:
             "turns_pending": pending, "max_turn_weight_version": newest}
 
 
+def release_leases(journal: JournalStore, consumer: str) -> int:
+    """Give back the samples a stopped trainer drained and never trained (call after ``resume``)."""
+    from slime_openclaw.journal.rules import SampleState
+
+    held = [r.sample.sample_id for r in journal.iter_samples(SampleState.IN_FLIGHT) if r.consumer == consumer]
+    if held:
+        journal.nack(held)
+    return len(held)
+
+
 async def _settle(journal: JournalStore, timeout_s: float) -> None:
     """Wait until no turn waits for its next state or for judging (or ``timeout_s`` passed)."""
     deadline = time.monotonic() + timeout_s
@@ -252,15 +262,18 @@ class _Runner:
 
     async def run(self, policy: Path) -> dict[str, Any]:
         from slime_openclaw.gateway.serve import embedded_engine
-        from slime_openclaw.live import live_service, open_configured_journal
+        from slime_openclaw.live import close_orphans, live_service, open_configured_journal
         from slime_openclaw.local.trainer import LocalTrainer, TrainerConfig
 
         s = self.settings
-        if self.progress_path.exists():
-            self.state.restarts += 1
+        restarted = self.progress_path.exists()
+        self.state.restarts += restarted
+        self.state.save(self.progress_path)  # the session prefix of this run must never repeat
         config = openclaw_config(s)
         ckpt_root = s.workdir / CHECKPOINTS
         journal = open_configured_journal(config)
+        if restarted:  # sessions of the stopped process cannot continue: end them now, not after the TTL
+            close_orphans(journal, idle_s=0.0)
         stop = asyncio.Event()
         trainer_task: asyncio.Task[int] | None = None
         try:
@@ -274,6 +287,8 @@ class _Runner:
                                      port=0, poll_interval_s=0.1) as service:
                     self.trainer = LocalTrainer(policy, journal, EngineClient(engine_url), trainer_config)
                     self.trainer.resume()
+                    if restarted:
+                        release_leases(journal, trainer_config.consumer)
                     trainer_task = asyncio.create_task(self.trainer.run(stop))
                     if self.state.score_before is None:
                         self.state.score_before = await self._eval_point(service.url, "before")
