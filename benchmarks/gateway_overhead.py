@@ -1,16 +1,40 @@
 """Latency and throughput the gateway adds in front of an engine.
 
-Three processes: a scripted engine (slime_openclaw/gateway/scripted_engine.py: answers a
-fixed token sequence, in chunks, with a fixed small delay, so its own latency is constant),
-the gateway (real app: tiny model's tokenizer and chat template, EngineClient, in-memory
-recorder, sessions), and this load generator. The same request mix (short and multi-turn
-chats, with and without tools, half of them streamed) is sent directly to the engine's
-``/generate`` (the prompt ids the gateway would render) and through the gateway's
-``/v1/chat/completions``, at each concurrency. Printed: p50/p99 latency of both, the
-latency the gateway adds, and the throughput ratio. Targets: p50 added <= 2 ms, throughput
-through the gateway >= 90% of direct at concurrency 64.
+Three processes, so that none of them shares a GIL (or, as far as the machine allows, a
+core) with the one under test:
 
-    .venv/bin/python benchmarks/gateway_overhead.py [--requests 400] [--concurrency 1 16 64]
+* engine: the scripted engine (slime_openclaw/gateway/scripted_engine.py) over the SGLang
+  ``/generate`` wire. Its answer to every prompt is the same 27 tokens of the tiny tokenizer
+  (``ANSWER`` plus ``<|im_end|>``), streamed one token per SSE event (SGLang's default
+  ``stream_interval`` of 1) after a fixed ``--token-delay`` per token (default 4 ms: a
+  small model's decode step), so its own latency is fixed (~27 x 4 ms) whatever the
+  prompt, and the same for both paths. Non-streamed requests wait for the same steps.
+* gateway: the real app (``make_app``) with the tiny model's tokenizer and chat template,
+  ``EngineClient`` (``merge_chunks=True``: chunks that arrived together become one
+  delta; ``--no-merge-chunks`` for one per chunk), sessions, and a real journal: a SQLite file in a temporary directory
+  opened as ``serve`` opens it (``open_journal``: WAL, background checkpoints), or
+  ``--journal :memory:`` (the in-memory journal). Every turn is recorded; the benchmark
+  checks the gateway's ``turns_recorded`` counter against the requests it sent.
+* load generator (this process): the same client code for both paths. Each worker runs
+  whole conversations, turn after turn, as an agent would: a five-sentence system prompt,
+  two tools in every other conversation, and four user turns whose text is unique to the
+  conversation; each turn's history holds the earlier turns with the reply the engine
+  gave, so prompts grow from ~170 to ~700 tiny-tokenizer tokens and the gateway sees
+  continuing sessions (next states attached, token continuity checked). Every other turn streams.
+  The direct path sends the very prompt ids the gateway renders (rendered here before
+  the clock starts) to ``/generate``; the gateway path sends the chat messages to
+  ``/v1/chat/completions``. Latency is measured to the last byte of the response.
+
+For each concurrency the two paths alternate ``--rounds`` times (direct, gateway, direct,
+...) so that a change of background load hits both. Printed: the setup, then per
+concurrency p50/p99 latency of both paths, the latency the gateway adds (difference of
+the percentiles), the throughput ratio, and CPU milliseconds per request of the gateway
+(with the time it was runnable but waited for a CPU: other load on the machine) and of
+the engine on each path (from /proc schedstat). Targets (foundation issue): p50 added
+<= 2 ms, throughput through the gateway >= 90% of direct at concurrency 64.
+
+    .venv/bin/python benchmarks/gateway_overhead.py [--requests 512] [--concurrency 1 16 64]
+        [--token-delay 0.004] [--journal :memory:] [--rounds 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,37 +42,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 ANSWER = "Sure. The answer is forty-two, and here is a short explanation of why that is."
-TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "Look a word up.",
-                                           "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+TURNS = 4
+SYSTEM = (
+    "You are a careful assistant working inside a developer's terminal. Answer concisely, cite the files you "
+    "read, prefer small reversible steps, and ask before running anything destructive. When a tool can answer "
+    "a question better than recall, call it. Never invent command output. Keep answers under two paragraphs "
+    "unless the user asks for detail, and say so when you are unsure."
+)
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "read_file", "description": "Read a text file of the repository.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "Relative path."},
+                                                        "max_lines": {"type": "integer"}}, "required": ["path"]}}},
+    {"type": "function", "function": {
+        "name": "run_tests", "description": "Run the test suite, or the tests matching a pattern.",
+        "parameters": {"type": "object", "properties": {"pattern": {"type": "string"}}}}},
+]
+QUESTIONS = (
+    "I am looking at the build script of project {c}. Why does it rebuild everything after a small change?",
+    "In project {c}, the tests under tests/unit fail on a clean checkout. What should I look at first?",
+    "For project {c}, would caching the dependency download help, and how big would the change be?",
+    "Thanks. Summarize what we found about project {c} in three bullet points.",
+)
 
 
-def request_mix() -> list[dict]:
-    """The chat requests of the benchmark (cycled)."""
-    short = [{"role": "user", "content": "What is the answer?"}]
-    long = [{"role": "system", "content": "You are a helpful assistant."}]
-    for i in range(4):
-        long += [{"role": "user", "content": f"Question number {i}: tell me about topic {i}."},
-                 {"role": "assistant", "content": f"Topic {i} is interesting for several reasons."}]
-    long.append({"role": "user", "content": "Summarize."})
-    return [
-        {"messages": short},
-        {"messages": long},
-        {"messages": short, "tools": TOOLS},
-        {"messages": long, "tools": TOOLS},
-    ]
+def conversation(c: int) -> tuple[list[list[dict]], list[dict]]:
+    """The message lists of conversation ``c``'s turns (each with the earlier replies) and its tools."""
+    history: list[dict] = [{"role": "system", "content": SYSTEM}]
+    turns = []
+    for k in range(TURNS):
+        history.append({"role": "user", "content": QUESTIONS[k].format(c=c)})
+        turns.append(list(history))
+        history.append({"role": "assistant", "content": ANSWER})
+    return turns, (TOOLS if c % 2 else [])
 
 
 # -- child processes -----------------------------------------------------------------
-async def _serve(app, ready: str) -> None:  # type: ignore[no-untyped-def]
+async def _serve(app: Any, ready: str) -> None:
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None)
@@ -58,30 +100,31 @@ async def _serve(app, ready: str) -> None:  # type: ignore[no-untyped-def]
     await asyncio.Event().wait()
 
 
-def engine_child(model_dir: str, delay: float) -> None:
+def engine_child(model_dir: str, token_delay: float) -> None:
     from transformers import AutoTokenizer
 
     from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     answer = tokenizer.encode(ANSWER + "<|im_end|>", add_special_tokens=False)
-    engine = ScriptedEngine(lambda ids: answer, chunk_size=4, delay=delay)
+    engine = ScriptedEngine(lambda ids: answer, chunk_size=1, delay=token_delay, log_requests=False)
     asyncio.run(_serve(make_scripted_app(engine), "engine"))
 
 
-def gateway_child(model_dir: str, engine_url: str) -> None:
+def gateway_child(model_dir: str, engine_url: str, journal: str, merge_chunks: bool) -> None:
     import logging
 
     from slime_openclaw.engine.client import EngineClient
     from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
     from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
-    from slime_openclaw.journal.memory import MemoryJournal
+    from slime_openclaw.journal.location import open_journal
 
     logging.disable(logging.INFO)
     codec = TokenizerCodec.from_dir(model_dir)
+    recorder = open_journal(journal)
 
     async def main() -> None:
-        deps = GatewayDeps(EngineClient(engine_url), MemoryJournal(), codec,
+        deps = GatewayDeps(EngineClient(engine_url, merge_chunks=merge_chunks), recorder, codec,
                            GatewayConfig(served_model_name="tiny", max_concurrency=4096))
         await _serve(make_app(deps), "gateway")
 
@@ -94,36 +137,108 @@ def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
     line = child.stdout.readline()
     if "http://" not in line:
         child.kill()
-        raise SystemExit(f"child {args[0]} did not start")
+        raise SystemExit(f"child {args[1]} did not start")
     return child, line.split()[-1]
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's threads so far.
+
+    From /proc/PID/task/*/schedstat (the scheduler's nanosecond accounting; the tick-sampled
+    times of /proc/PID/stat overcharge processes that wake on timers). NaN where unavailable.
+    """
+    run = wait = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            fields = (task / "schedstat").read_text().split()
+            run, wait = run + int(fields[0]) / 1e9, wait + int(fields[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return float("nan"), float("nan")
+    return run, wait
+
+
 # -- load ----------------------------------------------------------------------------
-async def _one(http: aiohttp.ClientSession, url: str, body: dict) -> float:
+class Route:
+    """One way to the engine: its URL and the request body of every (conversation, turn)."""
+
+    def __init__(self, url: str, bodies: list[list[dict]]):
+        self.url = url
+        self.bodies = bodies
+
+
+async def _one(http: aiohttp.ClientSession, url: str, body: dict) -> tuple[float, bytes]:
     start = time.perf_counter()
     async with http.post(url, json=body) as response:
+        data = await response.read()
         if response.status != 200:
-            raise SystemExit(f"{url} answered {response.status}: {await response.text()}")
-        await response.read()
-    return time.perf_counter() - start
+            raise SystemExit(f"{url} answered {response.status}: {data[:300]!r}")
+    return time.perf_counter() - start, data
 
 
-async def _run(url: str, bodies: list[dict], concurrency: int, total: int) -> tuple[list[float], float]:
+async def _run(route: Route, first: int, conversations: int, concurrency: int) -> tuple[list[float], float]:
+    """Run conversations ``first ..`` with ``concurrency`` workers; (latencies, wall seconds)."""
     latencies: list[float] = []
-    counter = iter(range(total))
+    queue = iter(range(first, first + conversations))
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
-        for body in bodies:  # warm up every shape
-            await _one(http, url, body)
 
         async def worker() -> None:
-            for i in counter:
-                latencies.append(await _one(http, url, bodies[i % len(bodies)]))
+            for c in queue:
+                for body in route.bodies[c]:
+                    latencies.append((await _one(http, route.url, body))[0])
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return latencies, total / wall
+    return latencies, wall
+
+
+def build_paths(model_dir: str, engine_url: str, gateway_url: str, conversations: int,
+                max_tokens: int) -> tuple[Route, Route, list[int]]:
+    """(direct, gateway) request bodies of every conversation turn, and the prompt lengths."""
+    from slime_openclaw.chat.template import ChatRenderer
+    from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
+
+    codec = TokenizerCodec.from_dir(model_dir)
+    renderer = ChatRenderer(codec.tokenizer)  # a fresh renderer: the gateway's cache stays cold
+    direct, chat, lengths = [], [], []
+    for c in range(conversations):
+        turns, tools = conversation(c)
+        d_turns, g_turns = [], []
+        for k, messages in enumerate(turns):
+            stream = (c + k) % 2 == 1
+            ids = renderer.render_ids(messages, tools or None)
+            lengths.append(len(ids))
+            d_turns.append({"input_ids": ids, "stream": stream, "return_logprob": True, "sampling_params": {
+                "temperature": 1.0, "max_new_tokens": max_tokens, "stop_token_ids": list(codec.stop_token_ids),
+                "skip_special_tokens": False, "no_stop_trim": True}})
+            g_turns.append({"model": "tiny", "max_tokens": max_tokens, "stream": stream, "messages": messages,
+                            **({"tools": tools} if tools else {})})
+        direct.append(d_turns)
+        chat.append(g_turns)
+    return Route(f"{engine_url}/generate", direct), Route(f"{gateway_url}/v1/chat/completions", chat), lengths
+
+
+async def check_answers(gateway: Route) -> None:
+    """The gateway's reply is the scripted answer (so the next turn's history is what it sent)."""
+    async with aiohttp.ClientSession() as http:
+        for body in gateway.bodies[0][:2]:
+            _, data = await _one(http, gateway.url, body)
+            text = data.decode()
+            if body["stream"]:
+                pieces = [json.loads(line[6:]) for line in text.split("\n") if line.startswith("data: {")]
+                content = "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces if p["choices"])
+            else:
+                content = json.loads(text)["choices"][0]["message"]["content"]
+            if content != ANSWER:
+                raise SystemExit(f"the gateway answered {content!r}, expected the scripted answer")
+
+
+async def turns_recorded(gateway_url: str) -> int:
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway_url}/metrics") as response:
+        text = await response.text()
+    line = next(x for x in text.splitlines() if x.startswith("openclaw_gateway_turns_recorded_total "))
+    return int(line.split()[-1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -131,45 +246,109 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def bodies_for(model_dir: str) -> tuple[list[dict], list[dict]]:
-    """(direct /generate bodies, gateway chat bodies) for the same mix, half streamed."""
-    from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
-
-    codec = TokenizerCodec.from_dir(model_dir)
-    direct, chat = [], []
-    for stream in (False, True):
-        for item in request_mix():
-            ids = codec.render_ids(item["messages"], item.get("tools", []))
-            direct.append({"input_ids": ids, "stream": stream, "return_logprob": True, "sampling_params": {
-                "temperature": 1.0, "max_new_tokens": 64, "stop_token_ids": list(codec.stop_token_ids)}})
-            chat.append({"model": "tiny", "max_tokens": 64, "stream": stream, **item})
-    return direct, chat
-
-
-async def measure(engine_url: str, gateway_url: str, model_dir: str, levels: list[int], total: int) -> list[dict]:
-    direct, chat = bodies_for(model_dir)
+async def measure(direct: Route, gateway: Route, pids: dict[str, int], levels: list[int], requests: int,
+                  rounds: int) -> list[dict]:
+    """Alternate direct and gateway runs per concurrency; one result row per concurrency."""
+    await check_answers(gateway)
+    next_conv = 1
     rows = []
     for concurrency in levels:
-        n = max(total, concurrency * 4)
-        d_lat, d_thr = await _run(f"{engine_url}/generate", direct, concurrency, n)
-        g_lat, g_thr = await _run(f"{gateway_url}/v1/chat/completions", chat, concurrency, n)
+        per_round = max(requests // rounds // TURNS, concurrency)
+        lat: dict[str, list[float]] = {"direct": [], "gateway": []}
+        wall = {"direct": 0.0, "gateway": 0.0}
+        cpu = {"gateway": 0.0, "gateway_wait": 0.0, "engine_direct": 0.0, "engine_gateway": 0.0}
+        warm = min(concurrency, 8)
+        for route in (direct, gateway):  # warm-up: connections, caches, code paths
+            await _run(route, next_conv, warm, concurrency)
+        next_conv += warm
+        for _ in range(rounds):  # both paths run the same conversations, alternately
+            for name, route in (("direct", direct), ("gateway", gateway)):
+                before = {k: cpu_seconds(p) for k, p in pids.items()}
+                latencies, seconds = await _run(route, next_conv, per_round, concurrency)
+                after = {k: cpu_seconds(p) for k, p in pids.items()}
+                lat[name] += latencies
+                wall[name] += seconds
+                cpu[f"engine_{name}"] += after["engine"][0] - before["engine"][0]
+                if name == "gateway":
+                    cpu["gateway"] += after["gateway"][0] - before["gateway"][0]
+                    cpu["gateway_wait"] += after["gateway"][1] - before["gateway"][1]
+            next_conv += per_round
+        n = per_round * rounds * TURNS
+        d, g = lat["direct"], lat["gateway"]
         rows.append({
             "concurrency": concurrency, "requests": n,
-            "direct_p50_ms": _pct(d_lat, 0.5), "direct_p99_ms": _pct(d_lat, 0.99),
-            "gateway_p50_ms": _pct(g_lat, 0.5), "gateway_p99_ms": _pct(g_lat, 0.99),
-            "added_p50_ms": _pct(g_lat, 0.5) - _pct(d_lat, 0.5), "added_p99_ms": _pct(g_lat, 0.99) - _pct(d_lat, 0.99),
-            "direct_rps": d_thr, "gateway_rps": g_thr, "throughput_ratio": g_thr / d_thr,
-            "mean_added_ms": (statistics.fmean(g_lat) - statistics.fmean(d_lat)) * 1000,
+            "direct_p50_ms": _pct(d, 0.5), "direct_p99_ms": _pct(d, 0.99),
+            "gateway_p50_ms": _pct(g, 0.5), "gateway_p99_ms": _pct(g, 0.99),
+            "added_p50_ms": _pct(g, 0.5) - _pct(d, 0.5), "added_p99_ms": _pct(g, 0.99) - _pct(d, 0.99),
+            "mean_added_ms": (statistics.fmean(g) - statistics.fmean(d)) * 1000,
+            "direct_rps": n / wall["direct"], "gateway_rps": n / wall["gateway"],
+            "throughput_ratio": wall["direct"] / wall["gateway"],
+            "gateway_cpu_ms_per_request": cpu["gateway"] / n * 1000,
+            "gateway_runqueue_wait_ms_per_request": cpu["gateway_wait"] / n * 1000,
+            "engine_cpu_ms_per_request_direct": cpu["engine_direct"] / n * 1000,
+            "engine_cpu_ms_per_request_gateway": cpu["engine_gateway"] / n * 1000,
         })
     return rows
 
 
+def print_report(args: argparse.Namespace, lengths: list[int], rows: list[dict], recorded: int, sent: int) -> None:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"setup: scripted engine, 27 tokens/answer streamed 1 token per event, {args.token_delay * 1000:g} ms per "
+          f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {args.journal}; {TURNS}-turn conversations, prompts {min(lengths)}-{max(lengths)} tokens "
+          f"(median {statistics.median(lengths):.0f}), half streamed, half with 2 tools; {args.rounds} alternating "
+          f"rounds per level; {os.cpu_count()} CPUs, load average {load[0]:.1f}; turns recorded {recorded}/{sent}")
+    print(f"{'conc':>4} {'reqs':>5} {'direct p50/p99 ms':>18} {'gateway p50/p99 ms':>19} {'added p50/p99 ms':>17} "
+          f"{'direct rps':>10} {'gw rps':>7} {'ratio':>5} {'gw cpu/wait ms/req':>14} {'engine cpu ms/req d/gw':>17}")
+    for r in rows:
+        print(f"{r['concurrency']:>4} {r['requests']:>5} {r['direct_p50_ms']:>8.2f} /{r['direct_p99_ms']:>8.2f} "
+              f"{r['gateway_p50_ms']:>8.2f} /{r['gateway_p99_ms']:>8.2f} {r['added_p50_ms']:>7.2f} /"
+              f"{r['added_p99_ms']:>8.2f} {r['direct_rps']:>10.0f} {r['gateway_rps']:>7.0f} "
+              f"{r['throughput_ratio']:>5.2f} {r['gateway_cpu_ms_per_request']:>6.2f} /"
+              f"{r['gateway_runqueue_wait_ms_per_request']:>6.2f} "
+              f"{r['engine_cpu_ms_per_request_direct']:>8.2f} /{r['engine_cpu_ms_per_request_gateway']:>7.2f}")
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    levels = args.concurrency
+    conversations = 1 + sum(min(c, 8) + args.rounds * max(args.requests // args.rounds // TURNS, c) for c in levels)
+    children: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        journal = args.journal or str(Path(tmp) / "journal.sqlite")
+        args.journal = journal if args.journal else f"SQLite file ({journal})"
+        try:
+            engine, engine_url = _start(["--role", "engine", "--model", args.model, "--token-delay",
+                                         str(args.token_delay)])
+            children.append(engine)
+            gateway, gateway_url = _start(["--role", "gateway", "--model", args.model, "--engine-url", engine_url,
+                                           "--journal", journal, *(["--no-merge-chunks"] if args.no_merge_chunks else [])])
+            children.append(gateway)
+            direct, chat, lengths = build_paths(args.model, engine_url, gateway_url, conversations, args.max_tokens)
+            rows = asyncio.run(measure(direct, chat, {"engine": engine.pid, "gateway": gateway.pid}, levels,
+                                       args.requests, args.rounds))
+            recorded = asyncio.run(turns_recorded(gateway_url))
+        finally:
+            for child in children:
+                child.terminate()
+                child.wait(10)
+    sent = 2 + sum(TURNS * (min(r["concurrency"], 8)) + r["requests"] for r in rows)
+    print_report(args, lengths, rows, recorded, sent)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0 if recorded == sent else 1
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level and path")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=512, help="requests per concurrency level and path")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--engine-delay", type=float, default=0.001, help="seconds per engine chunk (fixed)")
+    parser.add_argument("--token-delay", type=float, default=0.004, help="engine seconds per token (fixed)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating direct/gateway runs per level")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--journal", help="journal location for the gateway (default: a SQLite file in a temp dir; "
+                                          "':memory:' for the in-memory journal)")
     parser.add_argument("--model", help="tokenizer directory (default: the tiny model)")
+    parser.add_argument("--no-merge-chunks", action="store_true",
+                        help="the gateway's EngineClient gives one delta per engine chunk even when it fell behind")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--role", choices=("engine", "gateway"), help=argparse.SUPPRESS)
     parser.add_argument("--engine-url", help=argparse.SUPPRESS)
@@ -179,31 +358,12 @@ def main() -> int:
 
         args.model = str(ensure_default_model())
     if args.role == "engine":
-        engine_child(args.model, args.engine_delay)
+        engine_child(args.model, args.token_delay)
         return 0
     if args.role == "gateway":
-        gateway_child(args.model, args.engine_url)
+        gateway_child(args.model, args.engine_url, args.journal, not args.no_merge_chunks)
         return 0
-    children: list[subprocess.Popen] = []
-    try:
-        engine, engine_url = _start(["--role", "engine", "--model", args.model, "--engine-delay", str(args.engine_delay)])
-        children.append(engine)
-        gateway, gateway_url = _start(["--role", "gateway", "--model", args.model, "--engine-url", engine_url])
-        children.append(gateway)
-        rows = asyncio.run(measure(engine_url, gateway_url, args.model, args.concurrency, args.requests))
-    finally:
-        for child in children:
-            child.terminate()
-            child.wait(10)
-    print(f"{'conc':>4} {'direct p50/p99 ms':>18} {'gateway p50/p99 ms':>19} {'added p50/p99 ms':>17} "
-          f"{'direct rps':>10} {'gw rps':>8} {'ratio':>6}")
-    for r in rows:
-        print(f"{r['concurrency']:>4} {r['direct_p50_ms']:>8.2f} /{r['direct_p99_ms']:>8.2f} "
-              f"{r['gateway_p50_ms']:>8.2f} /{r['gateway_p99_ms']:>8.2f} {r['added_p50_ms']:>7.2f} /{r['added_p99_ms']:>8.2f} "
-              f"{r['direct_rps']:>10.0f} {r['gateway_rps']:>8.0f} {r['throughput_ratio']:>6.2f}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return 0
+    return run_benchmark(args)
 
 
 if __name__ == "__main__":
