@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -108,6 +109,7 @@ def engine_child(model_dir: str, token_delay: float) -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     answer = tokenizer.encode(ANSWER + "<|im_end|>", add_special_tokens=False)
     engine = ScriptedEngine(lambda ids: answer, chunk_size=1, delay=token_delay, log_requests=False)
+    gc.freeze()  # start-up objects out of the collector's way: the engine's latency stays fixed
     asyncio.run(_serve(make_scripted_app(engine), "engine"))
 
 
@@ -126,6 +128,7 @@ def gateway_child(model_dir: str, engine_url: str, journal: str, merge_chunks: b
     async def main() -> None:
         deps = GatewayDeps(EngineClient(engine_url, merge_chunks=merge_chunks), recorder, codec,
                            GatewayConfig(served_model_name="tiny", max_concurrency=4096))
+        gc.freeze()  # as ``serve`` does once started
         await _serve(make_app(deps), "gateway")
 
     asyncio.run(main())
@@ -294,7 +297,8 @@ async def measure(direct: Route, gateway: Route, pids: dict[str, int], levels: l
 def print_report(args: argparse.Namespace, lengths: list[int], rows: list[dict], recorded: int, sent: int) -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"setup: scripted engine, 27 tokens/answer streamed 1 token per event, {args.token_delay * 1000:g} ms per "
-          f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {args.journal}; {TURNS}-turn conversations, prompts {min(lengths)}-{max(lengths)} tokens "
+          f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {args.journal}; "
+          f"{TURNS}-turn conversations, prompts {min(lengths)}-{max(lengths)} tokens "
           f"(median {statistics.median(lengths):.0f}), half streamed, half with 2 tools; {args.rounds} alternating "
           f"rounds per level; {os.cpu_count()} CPUs, load average {load[0]:.1f}; turns recorded {recorded}/{sent}")
     print(f"{'conc':>4} {'reqs':>5} {'direct p50/p99 ms':>18} {'gateway p50/p99 ms':>19} {'added p50/p99 ms':>17} "
@@ -319,10 +323,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
             engine, engine_url = _start(["--role", "engine", "--model", args.model, "--token-delay",
                                          str(args.token_delay)])
             children.append(engine)
+            merge = ["--no-merge-chunks"] if args.no_merge_chunks else []
             gateway, gateway_url = _start(["--role", "gateway", "--model", args.model, "--engine-url", engine_url,
-                                           "--journal", journal, *(["--no-merge-chunks"] if args.no_merge_chunks else [])])
+                                           "--journal", journal, *merge])
             children.append(gateway)
             direct, chat, lengths = build_paths(args.model, engine_url, gateway_url, conversations, args.max_tokens)
+            gc.freeze()  # the load generator's collector pauses would hit both paths as noise
             rows = asyncio.run(measure(direct, chat, {"engine": engine.pid, "gateway": gateway.pid}, levels,
                                        args.requests, args.rounds))
             recorded = asyncio.run(turns_recorded(gateway_url))

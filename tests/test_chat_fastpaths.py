@@ -24,8 +24,8 @@ from slime_openclaw.chat.segments import SegmentEncoder, _pre_tokenizer_is_posit
 ATOMS = (
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>", "</tool_call>",
     "<tool_response>", "</tool_response>", "<|im_", "<think", "think>", "</", "<", ">", "|", "\n", "\n\n", " ", "  ",
-    "\t", "\r\n", "a", "Hello", " world", "'s", "'LL", "123", "4", "é", "e\u0301", "\u0338", "日本語", "🦀", "\u200b",
-    "\xa0", '{"a": 1}', ".", "!?", "user", "assistant\n",
+    "\t", "\r\n", "a", "Hello", " world", "'s", "'LL", "123", "4", "é", "e\u0301", "\u0338", "日本語", "🦀",
+    "\u200b", "\xa0", '{"a": 1}', ".", "!?", "user", "assistant\n",
 )
 
 

@@ -123,7 +123,8 @@ def _tool_call(call: Any) -> str:
         text = "{}"
     else:
         raise _Unhandled
-    return '<tool_call>\n{"name": ' + json.dumps(fn["name"], ensure_ascii=False) + ', "arguments": ' + text + "}\n</tool_call>"
+    name = json.dumps(fn["name"], ensure_ascii=False)
+    return '<tool_call>\n{"name": ' + name + ', "arguments": ' + text + "}\n</tool_call>"
 
 
 def _text(content: Any) -> str:

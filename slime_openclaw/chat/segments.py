@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -55,6 +56,7 @@ class SegmentEncoder:
         names = sorted(added, key=len, reverse=True)  # alternation order = leftmost-longest
         self._splitter = re.compile("(" + "|".join(re.escape(n) for n in names) + ")") if names else None
         self._cache: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._lock = threading.Lock()  # renderers may be shared by threads (signal workers)
         self._chars = 0
         self.max_entries = max_entries
         self.max_chars = max_chars
@@ -92,11 +94,14 @@ class SegmentEncoder:
         if not self._plain_state():  # the tokenizer's own call resets that state
             return [int(i) for i in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
         pieces = self._splitter.split(text) if self._splitter is not None else [text]
+        with self._lock:
+            return self._encode_pieces(pieces)
+
+    def _encode_pieces(self, pieces: list[str]) -> list[int]:
         missing = [p for p in dict.fromkeys(pieces[0::2]) if p and p not in self._cache]
-        if missing:
-            for piece, encoding in zip(missing, self._backend.encode_batch_fast(missing, add_special_tokens=False),
-                                       strict=True):
-                self._store(piece, tuple(encoding.ids))
+        encode = self._backend.encode  # one at a time: a batch would wake the tokenizers thread pool
+        for piece in missing:
+            self._store(piece, tuple(encode(piece, add_special_tokens=False).ids))
         self.misses += len(missing)
         ids: list[int] = []
         cache, added = self._cache, self._added

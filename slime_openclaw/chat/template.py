@@ -214,7 +214,8 @@ class ChatRenderer:
     def render_text(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
         """The rendered prompt as text (for logs off by default, judges and debugging)."""
-        if not self.sanitize_control_tokens and (self.chat_template or self.tokenizer.chat_template) == CHAT_TEMPLATE:
+        template = self.chat_template if self.chat_template is not None else self.tokenizer.chat_template
+        if not self.sanitize_control_tokens and template == CHAT_TEMPLATE:
             _check_inputs(messages, tools)
             text = render_builtin(messages, list(tools) if tools else None, add_generation_prompt)
             if text is not None:

@@ -146,7 +146,8 @@ def _request_from_json(body: dict[str, Any]) -> GenerateRequest:
 def _meta(delta: GenerateDelta, completion_tokens: int) -> dict[str, Any]:
     finish = None if delta.finish_reason is None else {"type": delta.finish_reason.value}
     return {
-        "output_token_logprobs": [[lp, t, None] for lp, t in zip(delta.output_log_probs, delta.output_ids, strict=True)],
+        "output_token_logprobs": [[lp, t, None]
+                                  for lp, t in zip(delta.output_log_probs, delta.output_ids, strict=True)],
         "finish_reason": finish,
         "weight_version": str(delta.weight_version),
         "prompt_tokens": delta.prompt_tokens,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import subprocess
@@ -179,6 +180,7 @@ async def serving(args: argparse.Namespace, engine_url: str, model: Path | None)
 
 async def _serve_until_stopped(args: argparse.Namespace, engine_url: str, model: Path | None) -> None:
     async with serving(args, engine_url, model) as url:
+        gc.freeze()  # what start-up loaded (transformers, the tokenizer) is never scanned by the collector
         print(f"gateway listening on {url} (engine {engine_url})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
