@@ -9,7 +9,8 @@ served / failed, turns recorded / samples produced / lost) and a learning-curve 
 Everything lives in a work directory (``--workdir``; default
 ``$XDG_DATA_HOME/slime-openclaw/demo/<method>-seed<seed>``): ``journal.sqlite``,
 ``checkpoints/``, ``progress.json``, ``curve.png``, ``summary.json``. Running the same
-command again continues a killed run where it stopped; ``--fresh`` starts over. The loop
+command again continues a killed run where it stopped (a finished one starts over, as does
+``--fresh``). The loop
 itself is demo_loop.py, the display demo_report.py.
 """
 
@@ -89,6 +90,17 @@ def clear_workdir(workdir: Path) -> None:
             path.unlink()
 
 
+def _finished(workdir: Path) -> bool:
+    """True when ``workdir`` holds a completed run (a killed one is continued instead)."""
+    import json
+
+    path = workdir / "progress.json"
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -101,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # checkpoint writes would draw a bar per training step
-    if args.fresh:
+    if not args.fresh and _finished(settings.workdir):
+        _say(f"the run in {settings.workdir} finished earlier; starting a fresh one (--workdir keeps runs apart)")
+    if args.fresh or _finished(settings.workdir):
         clear_workdir(settings.workdir)
     settings.workdir.mkdir(parents=True, exist_ok=True)
     _say(f"work directory: {settings.workdir}")

@@ -24,7 +24,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,9 +59,9 @@ class DemoSettings:
     users: int = 4
     """Simulated users talking to the gateway at the same time."""
     seed: int = 0
-    eval_per_persona: int = 12
+    eval_per_persona: int = 16
     """Evaluation sessions per persona in each evaluation round."""
-    eval_every: int = 60
+    eval_every: int = 30
     """Training interactions between evaluation rounds (the curve's resolution)."""
     batch_size: int = 8
     lr: float = 2e-4
@@ -90,6 +89,8 @@ class DemoState:
     requests_failed: int = 0
     elapsed_s: float = 0.0
     """Seconds spent in earlier (killed or finished) runs of this work directory."""
+    finished: bool = False
+    """The "after" evaluation ran: the run is complete."""
 
     @classmethod
     def load(cls, path: Path, method: str, seed: int) -> DemoState:
@@ -299,6 +300,7 @@ class _Runner:
                     await trainer_task
                     await self.trainer.sync_engine()
                     after = await self._eval_point(service.url, "after")
+                    self.state.finished = True
                     served_version = await engine.weight_version()
             self._tick("done")
             return self._summary(after, served_version, journal)
@@ -317,6 +319,10 @@ class _Runner:
     async def _train(self, url: str) -> None:
         s = self.settings
         user = UserSettings(train=True, max_tokens=s.max_tokens, session_prefix=f"sim-r{self.state.restarts}")
+        done = self.state.interactions_done
+        if s.eval_every > 0 and 0 < done < s.interactions and done % s.eval_every == 0 \
+                and not any(p["interactions"] == done for p in self.state.curve):
+            await self._eval_point(url, f"i{done}")  # the round a stopped run did not finish
         while self.state.interactions_done < s.interactions:
             done = self.state.interactions_done
             to_eval = s.eval_every - done % s.eval_every if s.eval_every > 0 else s.interactions - done
@@ -359,7 +365,6 @@ async def run_demo(settings: DemoSettings, policy: Path, on_progress: ProgressCa
                    ) -> dict[str, Any]:
     """Run (or continue) the demo in ``settings.workdir``; returns the summary (see demo.py)."""
     settings.workdir.mkdir(parents=True, exist_ok=True)
-    random.seed(settings.seed)
     return await _Runner(settings, on_progress).run(policy)
 
 
