@@ -36,6 +36,8 @@ demo: $(STAMP)
 # Tests marked `slime` against a checkout of upstream slime (never committed).
 test-slime: $(STAMP)
 	test -d $(SLIME_SRC)/slime || { echo "no slime checkout at $(SLIME_SRC); set SLIME_SRC=path" >&2; exit 2; }
+	# what slime's CPU-importable modules and its loss entry point need (never slime itself)
+	$(PIP) install --quiet httpx pylatexenc megatron-core
 	PYTHONPATH=$(abspath $(SLIME_SRC)) $(PY) -m pytest -q -m slime
 
 bench: $(STAMP)

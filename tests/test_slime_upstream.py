@@ -66,12 +66,9 @@ def test_custom_rm_contract_single_and_group(contracts, monkeypatch) -> None:
 
 
 def test_rollout_function_with_real_samples_and_args(tmp_path, contracts) -> None:
-    from slime.rollout.base_types import RolloutFnEvalOutput, RolloutFnTrainOutput, call_rollout_fn
-    from slime.utils.types import Sample
     from test_slime_glue import add_ready, config_args
 
     from slime_openclaw.journal.sqlite import SqliteJournal
-    from slime_openclaw.slime import rollout
 
     journal_path = tmp_path / "journal.sqlite"
     with SqliteJournal(journal_path) as journal:
@@ -79,6 +76,28 @@ def test_rollout_function_with_real_samples_and_args(tmp_path, contracts) -> Non
         add_ready(journal, "b-long", reward_value=-1.0, teacher=False)
     args = config_args(tmp_path)
     args.rollout_batch_size, args.n_samples_per_prompt = 2, 1
+    # What slime sets up before calling us: its SGLang router (here the embedded engine,
+    # which speaks the same protocol), the frozen judge's router, and the checkpoint dir.
+    from helpers_model import tiny_model_dir
+
+    from slime_openclaw.engine.runtime import Runtime
+    from slime_openclaw.engine.server import ServerThread
+
+    model = tiny_model_dir()
+    with Runtime.load(model) as engine, ServerThread(engine) as engine_url:
+        host, port = engine_url.removeprefix("http://").rsplit(":", 1)
+        args.hf_checkpoint = str(model)
+        args.sglang_router_ip, args.sglang_router_port = host, int(port)
+        args.sglang_model_routers = {"judge": (host, int(port))}
+        _drain_through_slime(args, contracts)
+
+
+def _drain_through_slime(args, contracts) -> None:
+    from slime.rollout.base_types import RolloutFnEvalOutput, RolloutFnTrainOutput, call_rollout_fn
+    from slime.utils.types import Sample
+
+    from slime_openclaw.slime import rollout
+
     try:
         out = call_rollout_fn(rollout.generate_rollout, args, 0, None, evaluation=False)
         assert isinstance(out, RolloutFnTrainOutput)
