@@ -109,6 +109,9 @@ def mean_curves(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per checkpoint write otherwise
     methods, seeds = _csv(args.methods), seeds_list(args.seeds)
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     out_dir = Path(args.out_dir or Path(data_home) / "slime-openclaw" / "bench" / "personalization")

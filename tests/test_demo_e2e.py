@@ -38,7 +38,7 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def demo_args(policy: Path, workdir: Path, interactions: int, *extra: str) -> list[str]:
     return ["demo", "--policy", str(policy), "--workdir", str(workdir), "--interactions", str(interactions),
-            "--users", "4", "--batch-size", "4", "--eval-per-persona", "2", "--max-tokens", "24",
+            "--users", "4", "--batch-size", "4", "--max-tokens", "24",
             "--summary-json", str(workdir / "out.json"), *extra]
 
 
@@ -52,7 +52,8 @@ def journal_turn_keys(path: Path) -> set[str]:
 
 def test_the_loop_closes(policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workdir = tmp_path / "run"
-    assert cli.main(demo_args(policy, workdir, 12, "--eval-every", "6", "--method", "combine")) == 0
+    assert cli.main(demo_args(policy, workdir, 12, "--eval-every", "6", "--eval-per-persona", "2",
+                                    "--method", "combine")) == 0
     summary = json.loads((workdir / "out.json").read_text())
     assert set(SUMMARY_KEYS) <= set(summary)
     assert summary["method"] == "combine" and summary["interactions"] == 12
@@ -94,8 +95,8 @@ def _wait_for_checkpoint(child: subprocess.Popen[bytes], workdir: Path, timeout_
 
 def test_sigkill_mid_run_then_restart_resumes(policy: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "run"
-    args = [sys.executable, "-m", "slime_openclaw.cli", *demo_args(policy, workdir, 36, "--eval-every", "0",
-                                                                      "--method", "binary")]
+    args = [sys.executable, "-m", "slime_openclaw.cli", *demo_args(policy, workdir, 20, "--eval-every", "0",
+                                                                      "--eval-per-persona", "1", "--method", "binary")]
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for_checkpoint(child, workdir, 90.0)
@@ -108,14 +109,14 @@ def test_sigkill_mid_run_then_restart_resumes(policy: Path, tmp_path: Path) -> N
     before_keys = journal_turn_keys(workdir / "journal.sqlite")
     killed_step = complete_checkpoints(workdir / "checkpoints")[-1][0]
     done_before = json.loads((workdir / "progress.json").read_text())["interactions_done"]
-    assert before_keys and 0 < done_before < 36
+    assert before_keys and 0 < done_before < 20
 
     restart = subprocess.run(args, capture_output=True, text=True, timeout=180, start_new_session=True)
     assert restart.returncode == 0, restart.stderr[-2000:]
     summary = json.loads((workdir / "out.json").read_text())
     after_keys = journal_turn_keys(workdir / "journal.sqlite")
     assert before_keys <= after_keys and len(after_keys) > len(before_keys)  # nothing recorded was lost
-    assert summary["restarts"] == 1 and summary["interactions"] == 36
+    assert summary["restarts"] == 1 and summary["interactions"] == 20
     assert summary["train_steps"] > killed_step  # continued from the checkpoint, not from zero
     assert summary["weight_version"] == summary["train_steps"]
     assert summary["requests_failed"] == 0

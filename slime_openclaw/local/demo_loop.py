@@ -264,7 +264,7 @@ class _Runner:
     async def run(self, policy: Path) -> dict[str, Any]:
         from slime_openclaw.gateway.serve import embedded_engine
         from slime_openclaw.live import close_orphans, live_service, open_configured_journal
-        from slime_openclaw.local.trainer import LocalTrainer, TrainerConfig
+        from slime_openclaw.local.trainer import TrainerConfig
 
         s = self.settings
         restarted = self.progress_path.exists()
@@ -277,17 +277,19 @@ class _Runner:
             close_orphans(journal, idle_s=0.0)
         stop = asyncio.Event()
         trainer_task: asyncio.Task[int] | None = None
+        loading: asyncio.Future[Any] | None = None
         try:
             trainer_config = TrainerConfig.from_openclaw(
                 config, str(ckpt_root), batch_size=s.batch_size, lr=s.lr, wait_s=5.0, threads=1)
             serve_dir = latest_checkpoint_dir(ckpt_root) or policy
             self._tick("starting the engine")
-            with embedded_engine(serve_dir, max_running=16) as engine_url:
+            loading = asyncio.get_running_loop().run_in_executor(None, _load_trainer, policy, journal, trainer_config)
+            with embedded_engine(serve_dir, max_running=16) as engine_url:  # blocks while the trainer loads
                 async with EngineClient(engine_url) as engine, \
                         live_service(config, engine_url=engine_url, tokenizer_dir=policy, journal=journal,
                                      port=0, poll_interval_s=0.1) as service:
-                    self.trainer = LocalTrainer(policy, journal, EngineClient(engine_url), trainer_config)
-                    self.trainer.resume()
+                    self.trainer = await loading
+                    self.trainer.engine = EngineClient(engine_url)
                     if restarted:
                         release_leases(journal, trainer_config.consumer)
                     trainer_task = asyncio.create_task(self.trainer.run(stop))
@@ -310,7 +312,9 @@ class _Runner:
                 trainer_task.cancel()
             if trainer_task is not None:
                 await asyncio.gather(trainer_task, return_exceptions=True)
-            if self.trainer is not None:
+            if loading is not None:  # an engine that failed to start leaves the load running
+                await asyncio.gather(loading, return_exceptions=True)
+            if self.trainer is not None and self.trainer.engine is not None:
                 await self.trainer.engine.aclose()
             self.state.elapsed_s += time.monotonic() - self.live.started
             self.state.save(self.progress_path)
@@ -352,6 +356,15 @@ class _Runner:
             "curve": self.state.curve,
         }
         return summary
+
+
+def _load_trainer(policy: Path, journal: JournalStore, config: Any) -> Any:
+    """The local trainer at its newest checkpoint (no engine yet: the caller attaches it)."""
+    from slime_openclaw.local.trainer import LocalTrainer
+
+    trainer = LocalTrainer(policy, journal, None, config)
+    trainer.resume()
+    return trainer
 
 
 def prepare(settings: DemoSettings, progress: Callable[[int, float], None] | None = None) -> Path:
