@@ -61,11 +61,11 @@ def to_threshold(curve: list[dict[str, Any]], threshold: float) -> int | None:
     return next((int(p["interactions"]) for p in curve if p["score"] >= threshold), None)
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 3) -> str:
     if not values:
         return "-"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {spread:.{digits}f}"
 
 
 def aggregate(runs: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
@@ -79,9 +79,9 @@ def aggregate(runs: list[dict[str, Any]], threshold: float) -> list[dict[str, An
             "before": _mean_std([r["score_before"] for r in mine]),
             "after": _mean_std([r["score_after"] for r in mine]),
             "change": _mean_std([r["score_after"] - r["score_before"] for r in mine]),
-            "to_threshold": _mean_std([float(t) for t in reached]),
+            "to_threshold": _mean_std([float(t) for t in reached], 0),
             "reached": f"{len(reached)}/{len(mine)}",
-            "steps": _mean_std([float(r["train_steps"]) for r in mine]),
+            "steps": _mean_std([float(r["train_steps"]) for r in mine], 1),
             "failed_requests": sum(r["requests_failed"] for r in mine),
         })
     return rows

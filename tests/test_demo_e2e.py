@@ -52,18 +52,18 @@ def journal_turn_keys(path: Path) -> set[str]:
 
 def test_the_loop_closes(policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workdir = tmp_path / "run"
-    assert cli.main(demo_args(policy, workdir, 12, "--eval-every", "6", "--eval-per-persona", "2",
+    assert cli.main(demo_args(policy, workdir, 10, "--eval-every", "5", "--eval-per-persona", "1",
                                     "--method", "combine")) == 0
     summary = json.loads((workdir / "out.json").read_text())
     assert set(SUMMARY_KEYS) <= set(summary)
-    assert summary["method"] == "combine" and summary["interactions"] == 12
-    assert summary["requests_failed"] == 0 and summary["requests_served"] > 12
+    assert summary["method"] == "combine" and summary["interactions"] == 10
+    assert summary["requests_failed"] == 0 and summary["requests_served"] > 10
     assert summary["train_steps"] >= 1
     assert summary["weight_version"] == summary["train_steps"]  # the engine serves the newest weights
     assert summary["max_turn_weight_version"] >= 1  # turns were produced (and recorded) by pushed weights
     assert summary["samples_lost"] == 0 and summary["turns_pending"] == 0
     assert summary["samples_produced"] > 0
-    assert [p["label"] for p in summary["curve"]] == ["before", "i6", "after"]
+    assert [p["label"] for p in summary["curve"]] == ["before", "i5", "after"]
     assert 0.0 <= summary["score_before"] <= 1.0 and 0.0 <= summary["score_after"] <= 1.0
 
     journal = SqliteJournal(str(workdir / "journal.sqlite"))
