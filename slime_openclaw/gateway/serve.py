@@ -134,6 +134,8 @@ def embedded_engine(model: Path, max_running: int) -> Iterator[str]:
 
 async def _tokenizer_dir(args: argparse.Namespace, engine: EngineClient, model: Path | None) -> Path:
     if args.tokenizer:
+        if not Path(args.tokenizer).is_dir():
+            raise ConfigError(f"--tokenizer {args.tokenizer} is not a directory")
         return Path(args.tokenizer)
     if model is not None:
         return model
