@@ -255,7 +255,9 @@ async def live_service(
     settings = gateway or gateway_settings(config)
     owned = journal is None
     store = open_configured_journal(config, journal_location) if journal is None else journal
-    engine = EngineClient(engine_url, api_key=engine_api_key)
+    # Chunks that one read brought in become one delta (same weight version): a gateway
+    # that falls behind relays several tokens per SSE event instead of queueing more work.
+    engine = EngineClient(engine_url, api_key=engine_api_key, merge_chunks=True)
     stack = _Stack()
     worker: SignalWorker | None = None
     try:
