@@ -39,8 +39,9 @@ def progress_text(live: Live) -> str:
     before = state.score_before if state else None
     parts = [f"{_bar(done, live.total)} {done}/{live.total} interactions",
              f"steps {live.train_steps}", f"weights v{live.weight_version}",
-             f"score {'-' if score is None else f'{score:.2f}'}"
-             + ("" if before is None else f" (before {before:.2f})"),
+             # live: first replies of the last 30 training sessions; "before" is the evaluation
+             f"recent score {'-' if score is None else f'{score:.2f}'}"
+             + ("" if before is None else f" (eval before {before:.2f})"),
              f"{time.monotonic() - live.started:4.0f}s", live.phase]
     return " | ".join(parts)
 
