@@ -79,6 +79,9 @@ class GatewayMetrics:
             lines.append(f"# TYPE {name} {kind}")
             lines.extend(samples)
 
+        def scalar(name: str, kind: str, help_text: str, value: int) -> None:
+            metric(name, kind, help_text, [f"{name} {value}"])
+
         metric("openclaw_gateway_requests_total", "counter", "HTTP requests by endpoint and status.",
                [f'openclaw_gateway_requests_total{{endpoint="{e}",status="{s}"}} {n}'
                 for (e, s), n in sorted(self.requests.items())])
@@ -86,24 +89,15 @@ class GatewayMetrics:
                self.latency.lines("openclaw_gateway_request_seconds"))
         metric("openclaw_gateway_first_token_seconds", "histogram", "Time to first generated token.",
                self.first_token.lines("openclaw_gateway_first_token_seconds"))
-        metric("openclaw_gateway_prompt_tokens_total", "counter", "Prompt tokens sent to the engine.",
-               [f"openclaw_gateway_prompt_tokens_total {self.prompt_tokens}"])
-        metric("openclaw_gateway_completion_tokens_total", "counter", "Tokens generated.",
-               [f"openclaw_gateway_completion_tokens_total {self.completion_tokens}"])
-        metric("openclaw_gateway_in_flight", "gauge", "Chat completions being served.",
-               [f"openclaw_gateway_in_flight {self.in_flight}"])
-        metric("openclaw_gateway_resumes_total", "counter", "Generations resumed after an engine abort.",
-               [f"openclaw_gateway_resumes_total {self.resumes}"])
-        metric("openclaw_gateway_turns_recorded_total", "counter", "Turns handed to the recorder.",
-               [f"openclaw_gateway_turns_recorded_total {self.turns_recorded}"])
+        scalar("openclaw_gateway_prompt_tokens_total", "counter", "Prompt tokens sent to the engine.", self.prompt_tokens)
+        scalar("openclaw_gateway_completion_tokens_total", "counter", "Tokens generated.", self.completion_tokens)
+        scalar("openclaw_gateway_in_flight", "gauge", "Chat completions being served.", self.in_flight)
+        scalar("openclaw_gateway_resumes_total", "counter", "Generations resumed after an engine abort.", self.resumes)
+        scalar("openclaw_gateway_turns_recorded_total", "counter", "Turns handed to the recorder.", self.turns_recorded)
         metric("openclaw_gateway_next_states_total", "counter", "Next states attached, by kind.",
                [f'openclaw_gateway_next_states_total{{kind="{k}"}} {n}' for k, n in sorted(self.next_states.items())])
-        metric("openclaw_gateway_sessions_open", "gauge", "Open sessions.",
-               [f"openclaw_gateway_sessions_open {self.sessions_open}"])
-        metric("openclaw_gateway_overloaded_total", "counter", "Requests refused with 429.",
-               [f"openclaw_gateway_overloaded_total {self.overloaded}"])
-        metric("openclaw_gateway_stream_errors_total", "counter", "Streams ended by an error event.",
-               [f"openclaw_gateway_stream_errors_total {self.stream_errors}"])
-        metric("openclaw_gateway_recorder_errors_total", "counter", "Recorder calls that failed.",
-               [f"openclaw_gateway_recorder_errors_total {self.recorder_errors}"])
+        scalar("openclaw_gateway_sessions_open", "gauge", "Open sessions.", self.sessions_open)
+        scalar("openclaw_gateway_overloaded_total", "counter", "Requests refused with 429.", self.overloaded)
+        scalar("openclaw_gateway_stream_errors_total", "counter", "Streams ended by an error event.", self.stream_errors)
+        scalar("openclaw_gateway_recorder_errors_total", "counter", "Recorder calls that failed.", self.recorder_errors)
         return "\n".join(lines) + "\n"

@@ -103,6 +103,15 @@ class JudgeInput:
         roles = dict.fromkeys(str(m.get("role", "?")) for m in self.next_messages)
         return ", ".join(roles) or self.next_state_kind.value
 
+    def prompt_messages(self, system: str, instructions: str) -> list[Message]:
+        """A judge-style chat: ``system``, then ``instructions`` followed by the turn's sections."""
+        sections = [instructions, f"## TASK (the latest user request)\n{self.task or '(no user message)'}"]
+        if self.since_task:
+            sections.append(f"## CONTEXT SINCE THAT REQUEST\n{self.since_task}")
+        sections.append(f"## ASSISTANT RESPONSE\n{self.response or '(empty)'}")
+        sections.append(f"## NEXT STATE (role: {self.next_roles})\n{self.next_state}")
+        return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(sections)}]
+
     @classmethod
     def from_turn(cls, turn: Turn, next_state: NextState, limit: int = DEFAULT_SECTION_CHARS) -> JudgeInput:
         """Build the sections from a recorded turn and its next state, each clipped to ``limit``."""

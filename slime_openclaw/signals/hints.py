@@ -122,13 +122,7 @@ with \\boxed{{{{-1}}}}."""
 
 def build_hint_messages(item: JudgeInput) -> list[Message]:
     """The hint extractor's chat messages for one turn (our own prompt)."""
-    sections = [_HINT_INSTRUCTIONS.format(roles=item.next_roles)]
-    sections.append(f"## TASK (the latest user request)\n{item.task or '(no user message)'}")
-    if item.since_task:
-        sections.append(f"## CONTEXT SINCE THAT REQUEST\n{item.since_task}")
-    sections.append(f"## ASSISTANT RESPONSE\n{item.response or '(empty)'}")
-    sections.append(f"## NEXT STATE (role: {item.next_roles})\n{item.next_state}")
-    return [{"role": "system", "content": _HINT_SYSTEM}, {"role": "user", "content": "\n\n".join(sections)}]
+    return item.prompt_messages(_HINT_SYSTEM, _HINT_INSTRUCTIONS.format(roles=item.next_roles))
 
 
 class LLMHintExtractor:

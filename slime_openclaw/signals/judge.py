@@ -93,13 +93,7 @@ with exactly one of \\boxed{{1}}, \\boxed{{0}} or \\boxed{{-1}}."""
 
 def build_judge_messages(item: JudgeInput) -> list[Message]:
     """The process-reward judge's chat messages for one turn (our own prompt)."""
-    sections = [_JUDGE_INSTRUCTIONS.format(roles=item.next_roles)]
-    sections.append(f"## TASK (the latest user request)\n{item.task or '(no user message)'}")
-    if item.since_task:
-        sections.append(f"## CONTEXT SINCE THAT REQUEST\n{item.since_task}")
-    sections.append(f"## ASSISTANT RESPONSE\n{item.response or '(empty)'}")
-    sections.append(f"## NEXT STATE (role: {item.next_roles})\n{item.next_state}")
-    return [{"role": "system", "content": _JUDGE_SYSTEM}, {"role": "user", "content": "\n\n".join(sections)}]
+    return item.prompt_messages(_JUDGE_SYSTEM, _JUDGE_INSTRUCTIONS.format(roles=item.next_roles))
 
 
 @dataclass(frozen=True)
