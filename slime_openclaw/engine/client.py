@@ -1,6 +1,7 @@
 """``EngineClient``: the one client for SGLang and the embedded engine (SGLang native API).
 
-Implements the ``Engine`` protocol (engine/protocol.py) over aiohttp, plus the admin calls
+Implements the ``Engine`` protocol (engine/protocol.py) over engine/http.py's keep-alive
+HTTP client, plus the admin calls
 the weight-update path needs. Every failure to reach the engine or an error answer becomes
 ``EngineError`` with the engine's URL and message; an unreachable engine fails within the
 connect timeout (2 s by default).
@@ -21,11 +22,12 @@ This module does not retry; retrying across a weight-update pause is the caller'
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
+import orjson
 
+from slime_openclaw.engine.http import ConnectError, HttpPool, HttpResponse, ProtocolError
 from slime_openclaw.engine.protocol import GenerateDelta, GenerateOutput, GenerateRequest
 from slime_openclaw.errors import EngineError
 from slime_openclaw.types import FinishReason
@@ -77,20 +79,20 @@ class EngineClient:
         self,
         base_url: str,
         *,
-        session: aiohttp.ClientSession | None = None,
         connect_timeout: float = 2.0,
         request_timeout: float = 600.0,
         api_key: str | None = None,
         merge_chunks: bool = False,
     ):
+        """``request_timeout``: seconds the engine may stay silent (no byte of an answer or
+        of a streamed chunk) before the call fails."""
         self.base_url = base_url.rstrip("/")
         self.merge_chunks = merge_chunks
         """``stream`` merges the chunks that one read brought in (same weight version) into one delta."""
-        self._session = session
-        self._owns_session = session is None
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._pool: HttpPool | None = None
 
     async def __aenter__(self) -> EngineClient:
         return self
@@ -99,42 +101,38 @@ class EngineClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session if this client created it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the idle connections to the engine."""
+        if self._pool is not None:
+            self._pool.close()
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    def _timeout(self, total: float | None, *, stream: bool = False) -> aiohttp.ClientTimeout:
-        connect = self._connect_timeout
-        if stream:
-            return aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect, sock_read=total)
-        return aiohttp.ClientTimeout(total=total, sock_connect=connect, connect=connect)
+    async def _send(self, method: str, path: str, body: Any, timeout: float | None) -> HttpResponse:
+        if self._pool is None:
+            try:
+                self._pool = HttpPool(self.base_url, connect_timeout=self._connect_timeout, headers=self._headers)
+            except ValueError as exc:
+                raise EngineError(f"bad engine URL: {exc}") from None
+        data = None if body is None else orjson.dumps(body)
+        return await self._pool.request(method, path, data, read_timeout=timeout)
 
     async def _request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> Any:
         """One non-streaming call; returns parsed JSON (or text when the answer is not JSON)."""
         url = self.base_url + path
         try:
-            async with self._http().request(
-                method, url, json=body, headers=self._headers, timeout=self._timeout(timeout or self._request_timeout)
-            ) as response:
+            async with await self._send(method, path, body, timeout or self._request_timeout) as response:
                 raw = await response.read()
-                await _raise_for_status(response, raw, url)
-        except aiohttp.ClientConnectorError as exc:
-            raise EngineError(f"cannot reach engine at {self.base_url}: {exc.os_error or exc}") from exc
+            _raise_for_status(response.status, response.reason, raw, url)
+        except ConnectError as exc:
+            raise EngineError(f"cannot reach engine at {self.base_url}: {exc}") from exc
         except TimeoutError as exc:
             raise EngineError(f"engine at {self.base_url} did not answer {path} in time") from exc
-        except aiohttp.ClientError as exc:
+        except (OSError, ProtocolError) as exc:
             raise EngineError(f"engine at {self.base_url} failed on {path}: {exc}") from exc
-        text = raw.decode("utf-8", "replace")
+        if not raw.strip():
+            return None
         try:
-            return json.loads(text) if text.strip() else None
+            return loads(raw)
         except ValueError:
-            return text
+            return raw.decode("utf-8", "replace")
 
     # -- the Engine protocol ---------------------------------------------------------
     async def generate(self, request: GenerateRequest) -> GenerateOutput:
@@ -165,23 +163,29 @@ class EngineClient:
         url = self.base_url + "/generate"
         reader = _DeltaReader(len(request.input_ids))
         try:
-            async with self._http().post(
-                url, json=request.to_json(stream=True), headers=self._headers,
-                timeout=self._timeout(self._request_timeout, stream=True),
-            ) as response:
+            async with await self._send("POST", "/generate", request.to_json(stream=True),
+                                        self._request_timeout) as response:
                 if response.status != 200:
-                    await _raise_for_status(response, await response.read(), url)
-                async for payloads in _sse_batches(response.content):
-                    for delta in reader.deltas(payloads, merge=self.merge_chunks):
-                        if delta.output_ids or delta.finish_reason is not None:
-                            yield delta
-                        if delta.finish_reason is not None:
-                            return
-        except aiohttp.ClientConnectorError as exc:
-            raise EngineError(f"cannot reach engine at {self.base_url}: {exc.os_error or exc}") from exc
+                    _raise_for_status(response.status, response.reason, await response.read(), url)
+                body = response.chunks()
+                batches = _sse_batches(body)
+                try:
+                    async for payloads in batches:
+                        for delta in reader.deltas(payloads, merge=self.merge_chunks):
+                            if delta.finish_reason is not None:
+                                response.finish_in_background()  # "[DONE]" may follow: keep the connection
+                                yield delta
+                                return
+                            if delta.output_ids:
+                                yield delta
+                finally:
+                    await batches.aclose()
+                    await body.aclose()
+        except ConnectError as exc:
+            raise EngineError(f"cannot reach engine at {self.base_url}: {exc}") from exc
         except TimeoutError as exc:
             raise EngineError(f"engine at {self.base_url} stalled while streaming") from exc
-        except aiohttp.ClientError as exc:
+        except (OSError, ProtocolError) as exc:
             raise EngineError(f"engine at {self.base_url} failed while streaming: {exc}") from exc
         raise EngineError(f"engine at {self.base_url} ended the stream without a finish_reason")
 
@@ -239,8 +243,16 @@ class EngineClient:
         return body if isinstance(body, dict) else {}
 
 
-async def _raise_for_status(response: aiohttp.ClientResponse, raw: bytes, url: str) -> None:
-    if response.status < 400:
+def loads(raw: bytes) -> Any:
+    """Parse a JSON answer; Python's parser takes over for the ``NaN``/``Infinity`` that strict JSON lacks."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def _raise_for_status(status: int, reason: str, raw: bytes, url: str) -> None:
+    if status < 400:
         return
     message = raw.decode("utf-8", "replace").strip()
     try:
@@ -250,20 +262,17 @@ async def _raise_for_status(response: aiohttp.ClientResponse, raw: bytes, url: s
             message = str(error.get("message", error) if isinstance(error, dict) else body.get("message", body))
     except ValueError:
         pass
-    code = "engine_rejected" if 400 <= response.status < 500 else "engine_unavailable"
-    raise EngineError(f"engine at {url} answered {response.status}: {message or response.reason}", code=code)
+    code = "engine_rejected" if 400 <= status < 500 else "engine_unavailable"
+    raise EngineError(f"engine at {url} answered {status}: {message or reason}", code=code)
 
 
-async def _sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+async def _sse_batches(body: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes], None]:
     """The payloads of ``data:`` lines until ``data: [DONE]`` (or the end of the body), in
-    batches: the complete lines of one read.
-
-    Reads whatever arrived (``readany``) and splits the lines itself: one read often holds
-    several events, and aiohttp's ``readline`` costs a Python loop per line.
+    batches: the complete lines of what arrived together (one read often holds several events).
     """
     pending = b""
     while True:
-        data = await content.readany()
+        data = await anext(body, b"")
         if not data:
             lines, pending = [pending], b""
         else:
@@ -287,11 +296,8 @@ async def _sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[byte
 
 
 
-_decode_json = json.JSONDecoder().decode
-
-
 def _chunk(payload: bytes) -> dict[str, Any]:
-    chunk = _decode_json(payload.decode("utf-8"))
+    chunk = loads(payload)
     if "error" in chunk:
         error = chunk["error"]
         raise EngineError(f"engine stream error: {error.get('message', error) if isinstance(error, dict) else error}")

@@ -1,0 +1,271 @@
+"""engine/http.py: the keep-alive HTTP/1.1 client, against a real aiohttp server and raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from slime_openclaw.engine.http import ConnectError, HttpPool, ProtocolError
+
+
+class Counting:
+    """An aiohttp app that counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.transports: list[object] = []
+        self.bodies: list[bytes] = []
+
+    @property
+    def connections(self) -> int:
+        return len({id(t) for t in self.transports})  # the list keeps them alive: ids stay unique
+
+    @web.middleware
+    async def seen(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                   ) -> web.StreamResponse:
+        self.transports.append(request.transport)
+        return await handler(request)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.seen])
+        app.router.add_post("/echo", self.echo)
+        app.router.add_get("/stream", self.stream)
+        app.router.add_get("/empty", self.empty)
+        app.router.add_get("/slow", self.slow)
+        return app
+
+    async def echo(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.bodies.append(body)
+        return web.Response(body=body[::-1], headers={"X-Auth": request.headers.get("Authorization", "")})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(5):
+            await response.write(f"data: {i}\n\n".encode())
+            await asyncio.sleep(0.002)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def empty(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.Response(text="late")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, Counting]]:
+    counting = Counting()
+    runner = web.AppRunner(counting.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", counting
+    finally:
+        await runner.cleanup()
+
+
+async def test_post_with_content_length_and_keep_alive(server: tuple[str, Counting]) -> None:
+    url, counting = server
+    pool = HttpPool(url, headers={"Authorization": "Bearer k"})
+    try:
+        for i in range(5):
+            async with await pool.request("POST", "/echo", f"body-{i}".encode()) as response:
+                assert response.status == 200
+                assert response.headers["x-auth"] == "Bearer k"
+                assert await response.read() == f"body-{i}".encode()[::-1]
+        assert counting.bodies == [f"body-{i}".encode() for i in range(5)]
+        assert counting.connections == 1
+    finally:
+        pool.close()
+
+
+async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_reused(server: tuple[str, Counting]) -> None:
+    url, counting = server
+    pool = HttpPool(url)
+    try:
+        for _ in range(3):
+            async with await pool.request("GET", "/stream") as response:
+                pieces = [piece async for piece in response.chunks()]
+            assert b"".join(pieces) == b"".join(f"data: {i}\n\n".encode() for i in range(5)) + b"data: [DONE]\n\n"
+            assert len(pieces) > 1  # streamed, not buffered to the end
+        assert counting.connections == 1
+    finally:
+        pool.close()
+
+
+async def test_finish_in_background_reads_the_tail_and_reuses_the_connection(server: tuple[str, Counting]) -> None:
+    url, counting = server
+    pool = HttpPool(url)
+    try:
+        for _ in range(3):
+            async with await pool.request("GET", "/stream") as response:
+                body = response.chunks()
+                first = await anext(body)
+                assert first.startswith(b"data: 0")
+                response.finish_in_background()
+                await body.aclose()
+            await asyncio.sleep(0.1)  # the rest of the stream arrives and is read off the connection
+        assert counting.connections == 1
+    finally:
+        pool.close()
+
+
+async def test_unread_body_closes_the_connection(server: tuple[str, Counting]) -> None:
+    url, counting = server
+    pool = HttpPool(url)
+    try:
+        for _ in range(2):
+            async with await pool.request("GET", "/stream") as response:
+                assert response.status == 200  # body left unread
+        assert counting.connections == 2
+    finally:
+        pool.close()
+
+
+async def test_no_content_has_an_empty_body(server: tuple[str, Counting]) -> None:
+    url, _ = server
+    pool = HttpPool(url)
+    try:
+        async with await pool.request("GET", "/empty") as response:
+            assert response.status == 204
+            assert await response.read() == b""
+    finally:
+        pool.close()
+
+
+async def test_read_timeout(server: tuple[str, Counting]) -> None:
+    url, _ = server
+    pool = HttpPool(url)
+    try:
+        with pytest.raises(TimeoutError):
+            await pool.request("GET", "/slow", read_timeout=0.1)
+    finally:
+        pool.close()
+
+
+async def test_connect_refused_is_a_connect_error() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    pool = HttpPool(f"http://127.0.0.1:{port}", connect_timeout=1.0)
+    with pytest.raises(ConnectError):
+        await pool.request("GET", "/")
+
+
+def test_bad_urls_are_refused() -> None:
+    for bad in ("ftp://host/", "127.0.0.1:80", "http://"):
+        with pytest.raises(ValueError):
+            HttpPool(bad)
+
+
+Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+async def _raw_server(reply: Reply) -> tuple[str, asyncio.Server, list[int]]:
+    """A server that answers each request with ``reply(reader, writer, connection_number)``."""
+    seen: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(len(seen))
+        try:
+            await reply(reader, writer, len(seen) - 1)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", server, seen
+
+
+async def _read_request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+async def test_a_connection_the_server_closed_while_idle_is_retried_once() -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        # then close: the pooled connection is dead when it is reused
+
+    url, server, seen = await _raw_server(reply)
+    pool = HttpPool(url)
+    try:
+        for _ in range(3):
+            async with await pool.request("GET", "/") as response:
+                assert await response.read() == b"ok"
+            await asyncio.sleep(0.05)
+        assert len(seen) == 3
+    finally:
+        pool.close()
+        server.close()
+
+
+@pytest.mark.parametrize("answer, error", [
+    (b"SPDY/3 200 OK\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 abc OK\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", ConnectionError),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", ConnectionError),
+    (b"HTTP/1.1 200 OK\r\nContent-", ConnectionError),
+    (b"", ConnectionError),
+])
+async def test_malformed_or_cut_answers(answer: bytes, error: type[Exception]) -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await _read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+
+    url, server, _ = await _raw_server(reply)
+    pool = HttpPool(url)
+    try:
+        with pytest.raises(error):
+            async with await pool.request("GET", "/", read_timeout=5) as response:
+                await response.read()
+    finally:
+        pool.close()
+        server.close()
+
+
+async def test_http10_and_close_delimited_bodies() -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+        await writer.drain()
+
+    url, server, seen = await _raw_server(reply)
+    pool = HttpPool(url)
+    try:
+        for _ in range(2):
+            async with await pool.request("GET", "/") as response:
+                assert await response.read() == b"until the end"
+        assert len(seen) == 2  # never reused
+    finally:
+        pool.close()
+        server.close()
+
+
+async def test_interim_answers_are_skipped() -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew")
+        await writer.drain()
+
+    url, server, _ = await _raw_server(reply)
+    pool = HttpPool(url)
+    try:
+        async with await pool.request("POST", "/", b"{}") as response:
+            assert (response.status, response.reason) == (201, "Created")
+            assert await response.read() == b"new"
+    finally:
+        pool.close()
+        server.close()
