@@ -23,6 +23,7 @@ setup(
         "tokenizers>=0.19",
         "safetensors>=0.4",
         "numpy>=1.26",
+        "orjson>=3.9",
     ],
     extras_require={
         "test": [
