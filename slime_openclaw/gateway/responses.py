@@ -7,10 +7,12 @@ with ``no_stop_trim``). No I/O, no parsing of model output, no recording.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
+from aiohttp import web
 
 from slime_openclaw.errors import OpenClawError
 from slime_openclaw.types import FinishReason, Message
@@ -85,14 +87,15 @@ def usage_chunk(*, cid: str, created: int, model: str, usage_obj: dict[str, int]
 
 def sse(data: dict[str, Any]) -> bytes:
     """One SSE ``data:`` event."""
-    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+    return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
+    """A JSON response (compact, UTF-8)."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def _json_bytes(value: Any) -> bytes:
-    return b"null" if value is None else _JSON.encode(value).encode("utf-8")
+_json_bytes = orjson.dumps
 
 
 class ChunkEncoder:
@@ -100,8 +103,8 @@ class ChunkEncoder:
     part every chunk repeats (id, object, created, model) serialized once."""
 
     def __init__(self, *, cid: str, created: int, model: str):
-        head = _JSON.encode({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model})
-        self._head = b"data: " + head[:-1].encode("utf-8") + b',"choices":[{"index":0,"delta":'
+        head = orjson.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model})
+        self._head = b"data: " + head[:-1] + b',"choices":[{"index":0,"delta":'
 
     def encode(self, delta: dict[str, Any], *, finish_reason: str | None = None,
                logprobs: dict | None = None) -> bytes:

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from slime_openclaw.errors import RequestError
 from slime_openclaw.types import Message
 
@@ -84,8 +86,8 @@ class ChatRequest:
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     """Decode a request body that must be one JSON object."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise RequestError(f"request body is not valid JSON: {exc.__class__.__name__}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object", code="invalid_json")

@@ -15,6 +15,8 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from slime_openclaw.types import (
     FinishReason,
     Hint,
@@ -78,8 +80,12 @@ def unpack_rows(data: bytes, typecode: str) -> tuple[tuple[Any, ...], ...]:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, non-ASCII text kept as is."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII text kept as is (orjson; the standard library for what it refuses:
+    integers beyond 64 bits, lone surrogates)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def turn_meta(turn: Turn) -> dict[str, Any]:
