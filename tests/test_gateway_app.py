@@ -8,12 +8,15 @@ same paths with the embedded engine and the tiny model.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine, token_log_prob
+from slime_openclaw.engine.client import EngineClient
+from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app, token_log_prob
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.types import NextStateKind, TurnState, TurnType
 from tests.gateway_fakes import encode, render_text, reply_ids, running_gateway
@@ -118,6 +121,45 @@ async def test_abort_is_resumed_into_one_answer_with_weight_versions() -> None:
     turn = next(journal.iter_turns()).turn
     assert list(turn.response_ids) == reply_ids(text)
     assert len(turn.response_log_probs) == len(turn.response_ids)
+    assert turn.weight_versions == (0,) * 10 + (1,) * (len(text) + 1 - 10)
+    assert deps.metrics.resumes == 1
+
+
+async def test_non_streamed_request_resumes_over_non_streaming_engine_calls() -> None:
+    text = "A fairly long answer that gets interrupted by a weight update."
+    engine, journal = fixed(text), MemoryJournal()
+    bodies: list[dict] = []
+
+    @web.middleware
+    async def keep_body(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/generate":
+            bodies.append(await request.json())
+        return await handler(request)
+
+    app = make_scripted_app(engine)
+    app.middlewares.append(keep_body)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        async with EngineClient(f"http://127.0.0.1:{runner.addresses[0][1]}") as client, \
+                running_gateway(client, journal=journal) as (api, deps):
+            engine.abort_next(after=10)
+            out = await api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "go"}],
+                                                    max_tokens=100, logprobs=True)
+    finally:
+        await runner.cleanup()
+    assert [b["stream"] for b in bodies] == [False, False]  # whole answers, the aborted one partial
+    assert bodies[1]["input_ids"] == bodies[0]["input_ids"] + reply_ids(text)[:10]
+    assert bodies[1]["sampling_params"]["max_new_tokens"] == 90
+    assert out.choices[0].message.content == text and out.choices[0].finish_reason == "stop"
+    turn = next(journal.iter_turns()).turn
+    assert list(turn.response_ids) == reply_ids(text)
+    assert out.usage.completion_tokens == len(turn.response_ids) == len(turn.response_log_probs)
+    prompt_len = len(bodies[0]["input_ids"])
+    assert list(turn.response_log_probs) == [token_log_prob(prompt_len + i, t)
+                                             for i, t in enumerate(turn.response_ids)]
+    assert [c.logprob for c in out.choices[0].logprobs.content] == list(turn.response_log_probs)
     assert turn.weight_versions == (0,) * 10 + (1,) * (len(text) + 1 - 10)
     assert deps.metrics.resumes == 1
 

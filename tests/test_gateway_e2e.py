@@ -23,7 +23,7 @@ from slime_openclaw.engine.server import ServerThread
 from slime_openclaw.gateway.scripted_engine import ScriptedEngine
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.memory import MemoryJournal
-from slime_openclaw.types import NextStateKind, TurnState
+from slime_openclaw.types import FinishReason, NextStateKind, TurnState
 from tests.gateway_fakes import running_gateway
 from tests.helpers_model import tiny_model_dir
 
@@ -34,9 +34,14 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine_url(model_dir: Path) -> Iterator[str]:
+def served(model_dir: Path) -> Iterator[tuple[Runtime, str]]:
     with Runtime.load(model_dir, max_running=8) as runtime, ServerThread(runtime) as url:
-        yield url
+        yield runtime, url
+
+
+@pytest.fixture(scope="module")
+def engine_url(served: tuple[Runtime, str]) -> str:
+    return served[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +55,23 @@ class Tap:
 
     inner: EngineClient
     calls: list[tuple[GenerateRequest, list[GenerateDelta]]] = field(default_factory=list)
+    """Per engine call: the request and what came back (a non-streamed answer as one delta)."""
+    streamed: list[bool] = field(default_factory=list)
+    """Per engine call: whether it was a streamed ``/generate``."""
 
     async def generate(self, request: GenerateRequest) -> GenerateOutput:
-        return await self.inner.generate(request)
+        seen: list[GenerateDelta] = []
+        self.calls.append((request, seen))
+        self.streamed.append(False)
+        out = await self.inner.generate(request)
+        seen.append(GenerateDelta(out.output_ids, out.output_log_probs, out.weight_version, out.finish_reason,
+                                  out.prompt_tokens))
+        return out
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
         seen: list[GenerateDelta] = []
         self.calls.append((request, seen))
+        self.streamed.append(True)
         async for delta in self.inner.stream(request):
             seen.append(delta)
             yield delta
@@ -97,6 +112,7 @@ async def test_non_streaming_and_streaming_are_token_exact(tap: Tap, codec: Toke
                                                    stream_options={"include_usage": True})
         chunks = [c async for c in stream]
     assert_exact(journal, tap)
+    assert tap.streamed == [False, True]  # the engine streams only for a streaming client
     first, second = (r.turn for r in journal.iter_turns())
     assert first.prompt_ids == tuple(codec.render_ids(msgs, ()))
     assert out.usage.completion_tokens == len(first.response_ids)
@@ -166,6 +182,39 @@ async def test_forced_abort_and_resume_is_one_answer(tap: Tap, codec: TokenizerC
     assert "".join(pieces) == turn.response_message["content"]
     assert deps.metrics.resumes >= 1 and len(tap.calls) >= 2
     assert tap.calls[0][1][-1].finish_reason.value == "abort"
+    versions = turn.weight_versions
+    assert versions[0] < versions[-1] and list(versions) == sorted(versions)
+
+
+async def test_forced_abort_of_a_non_streamed_request_is_resumed(tap: Tap, codec: TokenizerCodec,
+                                                                  served: tuple[Runtime, str], model_dir: Path) -> None:
+    runtime, engine_url = served
+    journal = MemoryJournal()
+    msgs = [{"role": "user", "content": "Write a long story about a dragon."}]
+    async with running_gateway(tap, journal=journal, codec=codec) as (api, deps), aiohttp.ClientSession() as http:
+        before = runtime.last_token_time
+        answer = asyncio.create_task(api.chat.completions.create(model="tiny", messages=msgs, max_tokens=64,
+                                                                 seed=5, logprobs=True))
+        while runtime.last_token_time == before and not answer.done():  # the engine produced a token
+            await asyncio.sleep(0.001)
+        async with http.post(f"{engine_url}/pause_generation", json={"mode": "abort"}) as r:
+            assert r.status == 200
+        async with http.post(f"{engine_url}/update_weights_from_disk", json={"model_path": str(model_dir)}) as r:
+            assert r.status == 200
+        await asyncio.sleep(0.05)
+        async with http.post(f"{engine_url}/continue_generation") as r:
+            assert r.status == 200
+        out = await answer
+    assert tap.streamed == [False] * len(tap.calls) and len(tap.calls) >= 2
+    [aborted] = tap.calls[0][1]  # the embedded engine answers an aborted /generate with the tokens so far
+    assert aborted.finish_reason is FinishReason.ABORT and aborted.output_ids
+    assert tap.calls[1][0].sampling.max_new_tokens == 64 - len(aborted.output_ids)
+    assert_exact_resumed(journal, tap)
+    turn = next(journal.iter_turns()).turn
+    assert out.choices[0].message.content == turn.response_message["content"]
+    assert out.usage.completion_tokens == len(turn.response_ids) == len(turn.response_log_probs)
+    assert [c.logprob for c in out.choices[0].logprobs.content] == list(turn.response_log_probs)
+    assert deps.metrics.resumes == len(tap.calls) - 1
     versions = turn.weight_versions
     assert versions[0] < versions[-1] and list(versions) == sorted(versions)
 

@@ -4,16 +4,18 @@ resume loop edge cases, stop trimming, auth rules, metrics text."""
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import pytest
 
-from slime_openclaw.engine.protocol import GenerateDelta, SamplingParams
+from slime_openclaw.engine.protocol import GenerateDelta, GenerateOutput, GenerateRequest, SamplingParams
 from slime_openclaw.errors import AuthenticationError, ConfigError, EngineError, RequestError
 from slime_openclaw.gateway.auth import check_bearer, check_bind, is_loopback
 from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.responses import ChunkEncoder, StopTrimmer, chunk, sse
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine
+from slime_openclaw.gateway.scripted_engine import ScriptedEngine, token_log_prob
 from slime_openclaw.gateway.sessions import (
     PendingTurn,
     SessionTable,
@@ -126,26 +128,82 @@ def test_session_memory_is_flat_under_churn() -> None:
     assert grown < 20_000, grown
 
 
-async def test_resume_gives_up_after_stall_timeout() -> None:
+@pytest.mark.parametrize("stream", [True, False])
+async def test_resume_gives_up_after_stall_timeout(stream: bool) -> None:
     class AlwaysAbort:
         async def stream(self, request):  # type: ignore[no-untyped-def]
             yield GenerateDelta((), (), 0, FinishReason.ABORT)
 
+        async def generate(self, request):  # type: ignore[no-untyped-def]
+            return GenerateOutput((), (), FinishReason.ABORT, 0, len(request.input_ids))
+
     clock = iter(float(i) for i in range(100))
     gen = ResumableGeneration(AlwaysAbort(), (1,), SamplingParams(max_new_tokens=4),  # type: ignore[arg-type]
-                              policy=ResumePolicy(stall_timeout=3.0, first_backoff=0.0), clock=lambda: next(clock))
+                              policy=ResumePolicy(stall_timeout=3.0, first_backoff=0.0), clock=lambda: next(clock),
+                              stream=stream)
     with pytest.raises(EngineError, match="kept aborting"):
         async for _ in gen.run():
             pass
     assert gen.resumes >= 3
 
 
-async def test_resume_stops_when_budget_is_spent_by_an_abort() -> None:
+@pytest.mark.parametrize("stream", [True, False])
+async def test_resume_stops_when_budget_is_spent_by_an_abort(stream: bool) -> None:
     engine = ScriptedEngine(lambda ids: [7] * 10, chunk_size=5)
     engine.abort_next(after=5)
-    gen = ResumableGeneration(engine, (1, 2), SamplingParams(max_new_tokens=5))
+    gen = ResumableGeneration(engine, (1, 2), SamplingParams(max_new_tokens=5), stream=stream)
     got = [ids async for ids in gen.run()]
     assert sum(got, ()) == (7,) * 5 and gen.finish_reason is FinishReason.LENGTH and len(engine.requests) == 1
+
+
+@dataclass
+class WholeAnswersOnly:
+    """The scripted engine with streaming refused: proves the non-streamed mode never streams."""
+
+    inner: ScriptedEngine
+    outputs: list[GenerateOutput] = field(default_factory=list)
+
+    async def generate(self, request: GenerateRequest) -> GenerateOutput:
+        out = await self.inner.generate(request)
+        self.outputs.append(out)
+        return out
+
+    def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
+        raise AssertionError("the non-streamed mode must not stream")
+
+
+async def test_non_streamed_attempts_resume_through_aborts_with_partial_answers() -> None:
+    answer = list(range(100, 130))
+    scripted = ScriptedEngine(lambda ids: answer, chunk_size=4)
+    engine = WholeAnswersOnly(scripted)
+    scripted.abort_next(after=7)
+    gen = ResumableGeneration(engine, (1, 2, 3), SamplingParams(max_new_tokens=40, stop_token_ids=(0,)),  # type: ignore[arg-type]
+                              request_id="r", stream=False, policy=ResumePolicy(first_backoff=0.0))
+    batches = []
+    async for ids in gen.run():
+        batches.append(ids)
+        if len(batches) == 1:
+            scripted.abort_next(after=0)  # the next attempt is aborted before its first token
+    assert batches == [tuple(answer[:7]), tuple(answer[7:])]  # one batch per attempt that produced tokens
+    assert [o.finish_reason for o in engine.outputs] == [FinishReason.ABORT, FinishReason.ABORT, FinishReason.STOP]
+    assert gen.output_ids == answer and gen.finish_reason is FinishReason.STOP and gen.resumes == 2
+    prompts = [r.input_ids for r in scripted.requests]
+    assert prompts == [(1, 2, 3), (1, 2, 3, *answer[:7]), (1, 2, 3, *answer[:7])]
+    assert [r.sampling.max_new_tokens for r in scripted.requests] == [40, 33, 33]
+    assert [r.rid for r in scripted.requests] == ["r-0", "r-1", "r-2"]
+    assert gen.log_probs == [token_log_prob(3 + i, t) for i, t in enumerate(answer)]
+    assert gen.weight_versions == [0] * 7 + [2] * 23  # each answer's version, for all its tokens
+
+
+async def test_non_streamed_answer_with_mismatched_log_probs_is_an_engine_error() -> None:
+    class Broken:
+        async def generate(self, request):  # type: ignore[no-untyped-def]
+            return GenerateOutput((5, 6), (-1.0,), FinishReason.STOP, 0, len(request.input_ids))
+
+    gen = ResumableGeneration(Broken(), (1,), SamplingParams(), stream=False)  # type: ignore[arg-type]
+    with pytest.raises(EngineError, match="1 log-probs for 2 tokens"):
+        async for _ in gen.run():
+            pass
 
 
 def test_stop_trimmer_holds_back_prefixes() -> None:

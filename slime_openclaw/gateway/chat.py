@@ -2,9 +2,12 @@
 
 The prompt is rendered to token ids here, generation runs on those ids, and the reply is
 parsed from the exact generated ids, so the recorded turn holds precisely what the engine
-produced. Streaming sends SSE chunks as tokens arrive; the response headers are sent only
-once the engine produced its first tokens, so an engine that is down still gets a plain
-502. Errors after that point end the stream with an SSE ``error`` event and ``[DONE]``.
+produced. A non-streamed request asks the engine for whole answers (one non-streaming
+``/generate`` per attempt); a streamed one streams from the engine too and sends SSE
+chunks as tokens arrive (only these observe the time-to-first-token metric); the response
+headers are sent only once the engine produced its first tokens, so an engine that is down
+still gets a plain 502. Errors after that point end the stream with an SSE ``error`` event
+and ``[DONE]``.
 The turn is recorded before the final chunk leaves, so a client's next request always
 finds it.
 
@@ -96,7 +99,8 @@ class ChatService:
         )
         cid = R.completion_id()
         generation = ResumableGeneration(self.engine, prompt_ids, sampling, request_id=cid,
-                                         policy=self.settings.resume, on_resume=self._count_resume)
+                                         policy=self.settings.resume, on_resume=self._count_resume,
+                                         stream=request.stream)
         created = int(time.time())
         return _Exchange(request, context, cid, created, started, prompt_ids, generation,
                          self.codec.new_parser(prompt_ids), R.StopTrimmer(request.stop),
@@ -109,8 +113,7 @@ class ChatService:
         try:
             if ex.request.stream:
                 return await self._stream(http, ex, tokens, assignment)
-            async for ids in tokens:
-                self._first_token(ex)
+            async for ids in tokens:  # one batch per engine attempt
                 ex.parser.feed(ids)
             ex.parser.close()
             message = self._finish(ex, assignment)

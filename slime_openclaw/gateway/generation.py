@@ -1,10 +1,17 @@
-"""Generation that rides through weight updates: the abort-and-resume loop over ``Engine.stream``.
+"""Generation that rides through weight updates: the abort-and-resume loop over an ``Engine``.
 
 When slime pauses the engine to load new weights, SGLang ends in-flight requests with
-``finish_reason: abort``. ``ResumableGeneration`` then asks again with the prompt plus the
-tokens generated so far and the remaining budget, until the engine stops or runs out of
-budget. The caller sees one uninterrupted token stream; the result keeps, per token, the
-exact id, its behaviour log-prob and the weight version that produced it.
+``finish_reason: abort`` (a streamed request gets it on its last chunk, a non-streamed one
+in its single answer, which then holds the tokens generated so far). ``ResumableGeneration``
+then asks again with the prompt plus the tokens generated so far and the remaining budget,
+until the engine stops or runs out of budget. The caller sees one uninterrupted token
+stream; the result keeps, per token, the exact id, its behaviour log-prob and the weight
+version that produced it.
+
+Each attempt is either an ``Engine.stream`` (tokens as they are produced) or, with
+``stream=False``, one ``Engine.generate`` call (one answer per attempt: a caller that only
+needs the whole reply saves the per-chunk work on both sides); the tokens of a
+non-streamed attempt all carry that answer's weight version, as SGLang reports one.
 
 It does not render prompts, parse responses or know about HTTP clients.
 """
@@ -45,6 +52,8 @@ class ResumableGeneration:
     clock: Callable[[], float] = time.monotonic
     on_resume: Callable[[], None] = lambda: None
     """Called once per resubmission (metrics)."""
+    stream: bool = True
+    """Stream each attempt (``Engine.stream``); False: one ``Engine.generate`` call per attempt."""
 
     output_ids: list[int] = field(default_factory=list)
     log_probs: list[float] = field(default_factory=list)
@@ -54,7 +63,11 @@ class ResumableGeneration:
     """Number of resubmissions after an abort."""
 
     async def run(self) -> AsyncIterator[tuple[int, ...]]:
-        """Yield newly generated token ids as they arrive, across aborts, until done."""
+        """Yield newly generated token ids as they arrive, across aborts, until done.
+
+        Streamed attempts yield a batch per engine delta, non-streamed ones one batch per
+        attempt (none when an attempt produced no token).
+        """
         budget = self.sampling.max_new_tokens
         backoff = self.policy.first_backoff
         last_progress = self.clock()
@@ -71,9 +84,9 @@ class ResumableGeneration:
             )
             before = len(self.output_ids)
             finish = None
-            stream = self.engine.stream(request)
+            deltas = self.engine.stream(request) if self.stream else _whole(self.engine, request)
             try:
-                async for delta in stream:
+                async for delta in deltas:
                     new = self._accept(delta)
                     if new:
                         yield new
@@ -81,7 +94,7 @@ class ResumableGeneration:
                         finish = delta.finish_reason
                         break
             finally:
-                await _close(stream)
+                await _close(deltas)
             if finish is None:
                 raise EngineError("engine stream ended without a finish reason")
             if finish is not FinishReason.ABORT:
@@ -106,6 +119,13 @@ class ResumableGeneration:
         self.log_probs.extend(delta.output_log_probs)
         self.weight_versions.extend([delta.weight_version] * len(ids))
         return ids
+
+
+async def _whole(engine: Engine, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
+    """One non-streaming ``generate`` call as a single delta (partial output when aborted)."""
+    out = await engine.generate(request)
+    yield GenerateDelta(out.output_ids, out.output_log_probs, out.weight_version, out.finish_reason,
+                        out.prompt_tokens)
 
 
 async def _close(stream: AsyncIterator[GenerateDelta]) -> None:
