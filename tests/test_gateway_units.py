@@ -22,6 +22,7 @@ from slime_openclaw.gateway.sessions import (
     history_key,
     messages_hash,
     next_state_for,
+    tokens_hash,
 )
 from slime_openclaw.gateway.wire import parse_chat_request
 from slime_openclaw.types import FinishReason, NextStateKind, TurnType
@@ -60,6 +61,21 @@ def test_canonical_history_ignores_echo_differences() -> None:
     assert messages_hash(ours) == messages_hash(echoed)
     assert history_key([*echoed, {"role": "tool", "tool_call_id": "x", "content": "r"}]) == messages_hash(ours)
     assert history_key([{"role": "user", "content": "q"}]) is None
+
+
+def test_fingerprints_tell_apart_what_differs_and_only_that() -> None:
+    import numpy as np
+
+    assert tokens_hash([1, 2, 3]) == tokens_hash((1, 2, 3)) == tokens_hash(np.array([1, 2, 3]))
+    assert tokens_hash(range(1, 4)) == tokens_hash([1, 2, 3])
+    assert len({tokens_hash(ids) for ids in ([1, 2, 3], [1, 2], [12, 3], [1, 23], [], [3, 2, 1])}) == 6
+    base = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    variants = [base, base[:1], [{"role": "user", "content": "q "}, base[1]],
+                [base[0], {"role": "assistant", "content": "a", "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}]}],
+                [base[0], {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "not json"}}]}]]
+    assert len({messages_hash(v) for v in variants}) == len(variants)
 
 
 def _pending(key: str, history: list[dict], ids: list[int]) -> PendingTurn:

@@ -18,12 +18,12 @@ This module decides continuity; it does not render, generate or write the journa
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
-from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import orjson
 
 from slime_openclaw.types import Message, NextState, NextStateKind, TurnType
 
@@ -46,20 +46,32 @@ def canonical_message(message: Message) -> dict:
 
 def _canonical_arguments(arguments: str) -> str:
     try:
-        return json.dumps(json.loads(arguments), sort_keys=True, ensure_ascii=False)
-    except (TypeError, ValueError):
+        return orjson.dumps(orjson.loads(arguments), option=orjson.OPT_SORT_KEYS).decode()
+    except (TypeError, ValueError):  # not JSON (or beyond orjson's ranges): compared verbatim
         return arguments
 
 
+def _fingerprint(data: bytes) -> str:
+    # SHA-256 (hardware-accelerated on current CPUs, faster than BLAKE2 here), 128 bits kept.
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 def messages_hash(messages: Sequence[Message]) -> str:
-    """A fingerprint of a message list (see ``canonical_message``)."""
-    text = json.dumps([canonical_message(m) for m in messages], sort_keys=True, ensure_ascii=False)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    """A fingerprint of a message list (see ``canonical_message``).
+
+    Serialized with orjson (sorted keys), several times faster than ``json.dumps`` on the
+    per-request path; fingerprints live in memory only, so their exact bytes are free.
+    """
+    return _fingerprint(orjson.dumps([canonical_message(m) for m in messages], option=orjson.OPT_SORT_KEYS))
 
 
 def tokens_hash(ids: Sequence[int]) -> str:
-    """A fingerprint of a token id sequence."""
-    return hashlib.blake2b(array("q", ids).tobytes(), digest_size=16).hexdigest()
+    """A fingerprint of a token id sequence (its JSON array: the fastest exact serialization at hand)."""
+    try:
+        data = orjson.dumps(ids if isinstance(ids, (list, tuple)) else list(ids))
+    except TypeError:  # ids of another int type (numpy): the same bytes through Python ints
+        data = orjson.dumps([int(i) for i in ids])
+    return _fingerprint(data)
 
 
 @dataclass(frozen=True)
