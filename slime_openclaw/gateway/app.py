@@ -5,7 +5,7 @@ Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}
 OpenAI-style error body with a deliberate status (400/401/404/413/429/502, 500 for bugs,
 without traceback), counts requests, and checks the bearer token. Back-pressure: more than
 ``max_concurrency`` chat completions in flight get 429 with ``Retry-After``. A background
-task ends idle sessions.
+task ends idle sessions; at shutdown the journal writes still queued are applied.
 
 The app knows nothing of how the engine, the recorder or the codec are built: see
 gateway/serve.py for the command line and process wiring.
@@ -152,6 +152,12 @@ class _Gateway:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
+    async def journal_writes(self, app: web.Application) -> AsyncIterator[None]:
+        """Cleanup context: at shutdown, apply the journal writes still queued, then stop the writer."""
+        yield
+        await self.book.flush()
+        self.book.writer.close()
+
 
 def _endpoint(http: web.Request) -> str:
     resource = http.match_info.route.resource
@@ -212,5 +218,6 @@ def make_app(deps: GatewayDeps) -> web.Application:
     app.router.add_get("/v1/models/{model}", gateway.model)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/metrics", gateway.metrics_text)
+    app.cleanup_ctx.append(gateway.journal_writes)
     app.cleanup_ctx.append(gateway.sweep_sessions)
     return app

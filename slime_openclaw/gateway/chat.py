@@ -68,6 +68,8 @@ class _Exchange:
     trimmer: R.StopTrimmer
     chunks: R.ChunkEncoder
     seen_first: bool = False
+    recorded: asyncio.Future[bool] | None = None
+    """Resolves once the turn is in the journal (set by ``_finish``)."""
 
 
 @dataclass
@@ -124,7 +126,8 @@ class ChatService:
             finish_reason=self._client_finish(ex, message), usage_obj=self._usage(ex),
             logprobs=self._logprobs(ex, ex.generation.output_ids, ex.generation.log_probs),
         )
-        return web.json_response(body)
+        await self._recorded(ex)
+        return R.json_response(body)
 
     async def _stream(self, http: web.Request, ex: _Exchange, tokens: AsyncGenerator[tuple[int, ...], None],
                       assignment: Assignment | None) -> web.StreamResponse:
@@ -142,7 +145,9 @@ class ChatService:
             if ex.request.include_usage:
                 data += R.sse(R.usage_chunk(cid=ex.cid, created=ex.created, model=self.model_name,
                                             usage_obj=self._usage(ex)))
-            await response.write(data + R.SSE_DONE)
+            await self._recorded(ex)
+            await response.write_eof(data + R.SSE_DONE)  # one write: last events and the body's end
+            return response
         except ConnectionError:
             log.info("client went away during stream %s", ex.cid)
             return response
@@ -210,10 +215,16 @@ class ChatService:
                 weight_versions=tuple(gen.weight_versions), finish_reason=gen.finish_reason, message=message,
                 sampling={**ex.request.sampling_summary(), "max_new_tokens": gen.sampling.max_new_tokens},
             )
-            self.book.close(assignment, ex.request, generated, session_done=ex.context.session_done)
+            ex.recorded = self.book.close(assignment, ex.request, generated, session_done=ex.context.session_done)
         log.info("served %s: %d prompt + %d completion tokens, %d resumes, %.3fs", ex.cid, len(ex.prompt_ids),
                  len(gen.output_ids), gen.resumes, self.monotonic() - ex.started)
         return message
+
+    @staticmethod
+    async def _recorded(ex: _Exchange) -> None:
+        """Wait until the turn is in the journal: the client's next request, and a crash, find it there."""
+        if ex.recorded is not None:
+            await ex.recorded
 
     def _client_finish(self, ex: _Exchange, message: Message) -> str:
         assert ex.generation.finish_reason is not None

@@ -8,12 +8,16 @@ idle TTL, capacity) it closes their pending turns with a SESSION_END next state.
 turn is recorded and discarded at once (never trained); ``X-OpenClaw-Train: off`` requests
 are served but never reach this module's recorder.
 
-A recorder failure is logged (turn key only, never text) and counted; it never fails a
-request that was already answered by the engine.
+Journal writes go through ``JournalWriter`` (journal/writer.py): off the event loop and
+grouped into transactions for SQLite, in order; ``close`` hands back what resolves once the
+turn is recorded, and the chat service awaits it before an answer's final chunk. A recorder
+failure is logged (turn key only, never text) and counted; it never fails a request that was
+already answered by the engine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +29,7 @@ from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.sessions import Assignment, PendingTurn, SessionTable, next_state_for, session_end
 from slime_openclaw.gateway.wire import ChatRequest
 from slime_openclaw.journal.base import TurnRecorder
+from slime_openclaw.journal.writer import JournalWriter, Write
 from slime_openclaw.types import FinishReason, Message, NextState, NextStateKind, Turn, TurnType
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,10 @@ class TurnBook:
     clock: Callable[[], float] = time.time
     check_token_continuity: bool = False
     """Require the previous prompt + response ids to prefix the new prompt ids."""
+    writer: JournalWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = JournalWriter(self.recorder, self._on_result)
 
     def open(self, context: TurnContext, messages: Sequence[Message], prompt_ids: Sequence[int]) -> Assignment:
         """Assign the request to a session; attach the previous turn's next state, if any."""
@@ -115,8 +124,11 @@ class TurnBook:
         return assignment
 
     def close(self, assignment: Assignment, request: ChatRequest, generated: GeneratedTurn,
-              *, session_done: bool) -> Turn:
-        """Record the served turn; it becomes the session's pending turn (main) or is discarded (side)."""
+              *, session_done: bool) -> asyncio.Future[bool]:
+        """Record the served turn; it becomes the session's pending turn (main) or is discarded (side).
+
+        Returns what resolves once the record is in the journal (True) or failed (False).
+        """
         now = self.clock()
         turn = Turn(
             session_id=assignment.session_id,
@@ -134,11 +146,9 @@ class TurnBook:
             model=request.model,
             created_at=now,
         )
-        if not self._call("record_turn", turn.key, lambda: self.recorder.record_turn(turn)):
-            return turn
-        self.metrics.turns_recorded += 1
+        recorded = self._submit("record_turn", turn.key, lambda: self.recorder.record_turn(turn))
         if assignment.turn_type is TurnType.SIDE:
-            self._call("discard", turn.key, lambda: self.recorder.discard(turn.key, "side turn"))
+            self._submit("discard", turn.key, lambda: self.recorder.discard(turn.key, "side turn"))
         else:
             pending = PendingTurn.build(turn.key, (*request.messages, generated.message),
                                         generated.prompt_ids + generated.response_ids)
@@ -150,7 +160,11 @@ class TurnBook:
         if session_done:
             self._end_all([p for p in [self.sessions.end(assignment.session_id)] if p is not None], now)
         self.metrics.sessions_open = len(self.sessions)
-        return turn
+        return recorded
+
+    async def flush(self) -> None:
+        """Return once every journal write so far has been applied."""
+        await self.writer.flush()
 
     def expire(self) -> None:
         """End idle sessions now (the app's sweeper calls this periodically)."""
@@ -163,14 +177,19 @@ class TurnBook:
             self._attach(pending.turn_key, session_end(now))
 
     def _attach(self, turn_key: str, state: NextState) -> None:
-        if self._call("attach_next_state", turn_key, lambda: self.recorder.attach_next_state(turn_key, state)):
-            self.metrics.next_states["break" if not state.continuous else state.kind.value] += 1
+        label = "break" if not state.continuous else state.kind.value
+        self._submit("attach_next_state", turn_key, lambda: self.recorder.attach_next_state(turn_key, state), label)
 
-    def _call(self, what: str, turn_key: str, call: Callable[[], None]) -> bool:
-        try:
-            call()
-        except Exception:  # the answer is served already; a journal failure must not undo it
-            log.exception("recorder.%s failed for turn %s", what, turn_key)
+    def _submit(self, what: str, turn_key: str, call: Callable[[], None], label: str = "") -> asyncio.Future[bool]:
+        return self.writer.submit(Write(what, turn_key, call, label))
+
+    def _on_result(self, write: Write, error: BaseException | None) -> None:
+        """Count a journal write; a failure is logged (turn key only) and counted, never raised:
+        the answer was served already."""
+        if error is not None:
+            log.error("recorder.%s failed for turn %s", write.what, write.turn_key, exc_info=error)
             self.metrics.recorder_errors += 1
-            return False
-        return True
+        elif write.what == "record_turn":
+            self.metrics.turns_recorded += 1
+        elif write.what == "attach_next_state":
+            self.metrics.next_states[write.label] += 1

@@ -59,7 +59,8 @@ class SqliteJournal:
         self.claim_lease_seconds = claim_lease_seconds
         self.drain_lease_seconds = drain_lease_seconds
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._batching = False
         self._last_purge = 0.0
         try:
             self._conn = schema.connect(self.path, busy_timeout_seconds=busy_timeout_seconds, synchronous=synchronous)
@@ -81,7 +82,46 @@ class SqliteJournal:
     # -- plumbing -------------------------------------------------------------------------
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run several writes of this thread in one transaction, with one commit.
+
+        Each write inside is its own savepoint, so one that fails rolls back alone and raises
+        as usual; the others commit together when the block ends. Other threads' calls wait
+        for the block (the gateway's journal writer groups its writes this way).
+        """
+        with self._transaction():
+            self._batching = True
+            try:
+                yield
+            finally:
+                self._batching = False
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._batching:
+                with self._savepoint() as conn:
+                    yield conn
+                return
+            with self._transaction() as conn:
+                yield conn
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("SAVEPOINT write")
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"journal write failed: {exc}") from exc
+            raise
+        conn.execute("RELEASE write")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._conn
             try:

@@ -1,0 +1,106 @@
+"""journal/writer.py and SqliteJournal.batch: the gateway's journal writes off the event loop, grouped."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from journal_factories import make_next_state, make_turn
+
+from slime_openclaw.errors import JournalError
+from slime_openclaw.journal.memory import MemoryJournal
+from slime_openclaw.journal.sqlite import SqliteJournal
+from slime_openclaw.journal.writer import JournalWriter, Write
+from slime_openclaw.types import TurnState
+
+
+def test_batch_commits_together_and_a_failing_write_rolls_back_alone(tmp_path):
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        first, second = make_turn("s", 0), make_turn("s", 1)
+        with journal.batch():
+            journal.record_turn(first)
+            with pytest.raises(JournalError), journal._write() as conn:
+                conn.execute("UPDATE turns SET state = 'OBSERVED' WHERE turn_key = ?", (first.key,))
+                conn.execute("INSERT INTO no_such_table VALUES (1)")
+            journal.record_turn(second)
+            journal.attach_next_state(second.key, make_next_state())
+        records = [journal.get(first.key), journal.get(second.key)]
+        assert [r.state for r in records if r] == [TurnState.SERVED, TurnState.OBSERVED]
+
+
+def test_other_threads_wait_for_a_batch(tmp_path):
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        seen = []
+        with journal.batch():
+            journal.record_turn(make_turn("s", 0))
+            reader = threading.Thread(target=lambda: seen.append(journal.get("s:0")))
+            reader.start()
+            reader.join(0.2)
+            assert reader.is_alive()  # blocked behind the open transaction
+        reader.join(5)
+        assert seen and seen[0] is not None and seen[0].state is TurnState.SERVED
+
+
+async def test_threaded_writes_apply_in_order_grouped_into_transactions(tmp_path):
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        results: list[tuple[str, str, BaseException | None]] = []
+        writer = JournalWriter(journal, lambda w, e: results.append((w.what, w.turn_key, e)))
+        assert writer.threaded
+        turns = [make_turn("s", i) for i in range(60)]
+        futures = []
+        with journal._lock:  # hold the journal: the writes queue up behind the first batch
+            for turn in turns:
+                futures.append(writer.submit(Write("record_turn", turn.key, lambda t=turn: journal.record_turn(t))))
+                futures.append(writer.submit(Write("attach_next_state", turn.key,
+                                                   lambda t=turn: journal.attach_next_state(t.key, make_next_state()))))
+        assert [await f for f in futures] == [True] * 120
+        assert [(w, k) for w, k, _ in results] == [(w, t.key) for t in turns for w in ("record_turn",
+                                                                                       "attach_next_state")]
+        assert writer.batches <= 3
+        assert all(journal.get(t.key).state is TurnState.OBSERVED for t in turns)  # type: ignore[union-attr]
+        writer.close()
+
+
+async def test_a_failed_write_is_reported_and_the_others_still_commit(tmp_path):
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        errors: dict[str, BaseException | None] = {}
+        writer = JournalWriter(journal, lambda w, e: errors.__setitem__(w.turn_key, e))
+
+        def broken() -> None:
+            raise JournalError("disk full")
+
+        good = make_turn("s", 0)
+        ok = writer.submit(Write("record_turn", good.key, lambda: journal.record_turn(good)))
+        bad = writer.submit(Write("record_turn", "s:1", broken))
+        assert (await ok, await bad) == (True, False)
+        assert errors[good.key] is None and isinstance(errors["s:1"], JournalError)
+        assert journal.get(good.key) is not None
+        writer.close()
+
+
+async def test_flush_and_close_apply_everything_queued(tmp_path):
+    path = tmp_path / "j.sqlite"
+    with SqliteJournal(path) as journal:
+        writer = JournalWriter(journal, lambda w, e: None)
+        for i in range(20):
+            turn = make_turn("s", i)
+            writer.submit(Write("record_turn", turn.key, lambda t=turn: journal.record_turn(t)))
+        await writer.flush()
+        assert journal.stats().turns_by_state.get(TurnState.SERVED.value, 0) == 20
+        turn = make_turn("s", 20)
+        writer.submit(Write("record_turn", turn.key, lambda: journal.record_turn(turn)))
+        writer.close()
+        assert journal.get(turn.key) is not None
+
+
+async def test_recorders_without_batch_are_called_inline():
+    journal = MemoryJournal()
+    outcomes: list[BaseException | None] = []
+    writer = JournalWriter(journal, lambda w, e: outcomes.append(e))
+    assert not writer.threaded
+    turn = make_turn("s", 0)
+    done = writer.submit(Write("record_turn", turn.key, lambda: journal.record_turn(turn)))
+    assert done.done() and done.result() is True
+    assert journal.get(turn.key) is not None and outcomes == [None]
+    await writer.flush()
+    writer.close()
