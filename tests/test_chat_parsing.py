@@ -17,6 +17,7 @@ from slime_openclaw.chat.parsing import (
     ResponseParser,
     parse_tool_call_body,
     prompt_opens_reasoning,
+    token_texts,
 )
 from slime_openclaw.types import FinishReason
 
@@ -34,8 +35,10 @@ def encode(tokenizer: Any, *pieces: str) -> list[int]:
 def parse_all(tokenizer: Any, ids: list[int], reason: FinishReason = FinishReason.STOP, **kwargs: Any) -> ParsedMessage:
     """Parse with every chunking; check the deltas add up and every chunking agrees; return the message."""
     results = []
-    for chunk in CHUNKINGS:
-        parser = ResponseParser(tokenizer, call_id_seed="turn-1", **kwargs)
+    texts = token_texts(tokenizer)
+    assert texts is not None  # the tiny tokenizer decodes byte-level: both decoding paths are checked
+    for chunk, shortcut in [(c, s) for c in CHUNKINGS for s in (None, texts)]:
+        parser = ResponseParser(tokenizer, call_id_seed="turn-1", texts=shortcut, **kwargs)
         deltas: list[ParsedDelta] = []
         for start in range(0, len(ids), chunk):
             deltas.extend(parser.feed(ids[start:start + chunk]))
@@ -250,6 +253,40 @@ def test_decoder_emits_complete_characters_as_soon_as_possible() -> None:
         assert "".join(out) == text and not any("\ufffd" in piece for piece in out)
     cut = IncrementalDecoder(ByteTokenizer([b"ok\xf0\x9f"]))
     assert (cut.feed([0]), cut.flush()) == ("ok", "\ufffd")
+
+
+def test_decoder_shortcut_matches_window_decoding(tiny_tokenizer: Any) -> None:  # noqa: F811
+    """Joined token texts give the very pieces of the window decoding, on random ids: byte
+    tokens that split characters, added tokens, invalid bytes, any chunking."""
+    texts = token_texts(tiny_tokenizer)
+    assert texts is not None
+    vocab = tiny_tokenizer.backend_tokenizer.get_vocab_size(with_added_tokens=True)
+    partial = [i for i in range(vocab) if texts(i) is None]
+    assert partial  # byte tokens that are part of a character exist, so the fallback is exercised
+    base = encode(tiny_tokenizer, "na\u00efve \u4f60\u597d\u4e16\u754c \U0001f980 ok <think> x")
+    rng = random.Random(7)
+    for trial in range(300):
+        pool = [rng.randrange(vocab) for _ in range(8)] + partial[:40] + base
+        ids = [rng.choice(pool) for _ in range(rng.randint(0, 40))] if trial % 3 else base
+        slow, fast = IncrementalDecoder(tiny_tokenizer), IncrementalDecoder(tiny_tokenizer, texts=texts)
+        start = 0
+        while start < len(ids):
+            step = rng.randint(0, 4)
+            assert fast.feed(ids[start:start + step]) == slow.feed(ids[start:start + step]), (ids, start)
+            start += step
+        assert fast.flush() == slow.flush()
+
+
+def test_token_texts_only_for_concatenating_decoders(tiny_tokenizer: Any) -> None:  # noqa: F811
+    assert token_texts(ByteTokenizer([b"a"])) is None
+
+    class Custom(type(tiny_tokenizer)):  # type: ignore[misc]
+        def decode(self, *args: Any, **kwargs: Any) -> Any:
+            return super().decode(*args, **kwargs)
+
+    custom = Custom.__new__(Custom)
+    custom.__dict__.update(tiny_tokenizer.__dict__)
+    assert token_texts(custom) is None
 
 
 def test_prompt_opens_reasoning(tiny_tokenizer: Any) -> None:  # noqa: F811

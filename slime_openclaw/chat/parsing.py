@@ -16,6 +16,7 @@ re-tokenizes text and does not know about HTTP or the engine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -136,6 +137,33 @@ def _stock_decode_methods() -> tuple[Any, Any] | None:
     return TokenizersBackend.decode, TokenizersBackend._decode
 
 
+def token_texts(tokenizer: Any, *, max_entries: int = 1 << 17) -> Callable[[int], str | None] | None:
+    """``id -> text`` for tokenizers whose decoding is a plain concatenation, else None.
+
+    With the stock decoding (see ``text_decoder``) and a ``ByteLevel`` decoder, the text
+    of an id sequence is the UTF-8 decoding of its tokens' bytes laid end to end; so where
+    every token decodes alone to valid UTF-8 (no U+FFFD), the text of the sequence is the
+    concatenation of the tokens' texts. The function returns that text, or None for a
+    token that does not decode cleanly alone (part of a character). Cached per id (LRU).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    stock = _stock_decode_methods()
+    if backend is None or stock is None or (type(tokenizer).decode, type(tokenizer)._decode) != stock:
+        return None
+    from tokenizers.decoders import ByteLevel
+
+    if type(backend.decoder) is not ByteLevel:
+        return None
+    decode = backend.decode
+
+    @functools.lru_cache(maxsize=max_entries)
+    def text(token_id: int) -> str | None:
+        out: str = decode([token_id], skip_special_tokens=False)
+        return None if "\ufffd" in out else out
+
+    return text
+
+
 def prompt_opens_reasoning(tokenizer: Any, prompt_ids: Sequence[int], *,
                            decode: Callable[[list[int]], str] | None = None) -> bool:
     """True when the prompt ends inside an opened ``<think>`` (some templates prefill it);
@@ -164,10 +192,17 @@ class IncrementalDecoder:
     previous token (leading-space handling) come out right. While the window ends in an
     incomplete character (decoded as trailing U+FFFD), the stable characters before it
     are emitted and the rest waits for more bytes.
+
+    ``texts`` (``token_texts(tokenizer)``, for concatenating decoders) is a shortcut with
+    the same result and state, without the two window decodes: when nothing is held back
+    and every new id decodes cleanly alone, the new text is their texts joined (valid
+    UTF-8 appended to any bytes never changes how those bytes decode, nor is changed).
     """
 
-    def __init__(self, tokenizer: Any, *, decode: Callable[[list[int]], str] | None = None):
+    def __init__(self, tokenizer: Any, *, decode: Callable[[list[int]], str] | None = None,
+                 texts: Callable[[int], str | None] | None = None):
         self._decode = decode or text_decoder(tokenizer)
+        self._texts = texts
         self._ids: list[int] = []
         self._prefix = 0  # start of the window re-decoded for context
         self._read = 0  # the text of ids[:read] is completely emitted
@@ -175,8 +210,21 @@ class IncrementalDecoder:
 
     def feed(self, ids: Sequence[int]) -> str:
         """Append ids and return the new text that is complete so far."""
-        self._ids.extend(int(i) for i in ids)
+        new = [int(i) for i in ids]
+        if self._texts is not None and new and self._read == len(self._ids):
+            joined = self._joined(new)
+            if joined is not None:
+                self._ids.extend(new)
+                self._prefix, self._read = self._read, len(self._ids)
+                return joined
+        self._ids.extend(new)
         return self._advance(final=False)
+
+    def _joined(self, ids: list[int]) -> str | None:
+        """The text of ``ids`` as the tokens' texts joined, or None when one is not clean."""
+        assert self._texts is not None
+        texts = [self._texts(i) for i in ids]
+        return None if None in texts else "".join(texts)  # type: ignore[arg-type]
 
     def flush(self) -> str:
         """Return whatever is still held back (incomplete bytes decode to U+FFFD here)."""
@@ -222,13 +270,15 @@ class ResponseParser:
     ``call_id_seed`` makes tool-call ids deterministic (``call_`` + a hash of seed and
     index); without it a random seed is drawn. ``start_in_reasoning`` is for templates
     whose generation prompt already opens ``<think>``. ``stop_ids`` (default: the
-    tokenizer's) and ``decode`` (default: ``text_decoder(tokenizer)``) may be computed once
-    and shared by many parsers.
+    tokenizer's), ``decode`` (default: ``text_decoder(tokenizer)``) and ``texts`` (default:
+    none; ``token_texts(tokenizer)`` saves decoding per feed) may be computed once and
+    shared by many parsers.
     """
 
     def __init__(self, tokenizer: Any, *, call_id_seed: str | None = None, start_in_reasoning: bool = False,
-                 stop_ids: Sequence[int] | None = None, decode: Callable[[list[int]], str] | None = None):
-        self._decoder = IncrementalDecoder(tokenizer, decode=decode)
+                 stop_ids: Sequence[int] | None = None, decode: Callable[[list[int]], str] | None = None,
+                 texts: Callable[[int], str | None] | None = None):
+        self._decoder = IncrementalDecoder(tokenizer, decode=decode, texts=texts)
         self._stop_ids = frozenset(stop_token_ids(tokenizer) if stop_ids is None else stop_ids)
         self._seed = call_id_seed if call_id_seed is not None else secrets.token_hex(8)
         self._mode = "reasoning" if start_in_reasoning else "content"
@@ -246,14 +296,10 @@ class ResponseParser:
         """Consume generated ids; return the deltas that are certain so far."""
         if self._closed:
             raise RuntimeError("feed() after close()")
-        ids: list[int] = []
-        for token_id in token_ids:
-            if self.stopped:
-                break
-            if int(token_id) in self._stop_ids:
-                self.stopped = True
-                break
-            ids.append(int(token_id))
+        ids = [] if self.stopped else [int(i) for i in token_ids]
+        if not self._stop_ids.isdisjoint(ids):
+            ids = ids[:next(k for k, i in enumerate(ids) if i in self._stop_ids)]
+            self.stopped = True
         self._buf += self._decoder.feed(ids)
         return self._drain(final=False)
 

@@ -13,7 +13,13 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from slime_openclaw.chat.parsing import ParsedDelta, ResponseParser, prompt_opens_reasoning, text_decoder
+from slime_openclaw.chat.parsing import (
+    ParsedDelta,
+    ResponseParser,
+    prompt_opens_reasoning,
+    text_decoder,
+    token_texts,
+)
 from slime_openclaw.chat.template import ChatRenderer
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway.codec import MessageDelta, ToolCallDelta
@@ -51,6 +57,7 @@ class TokenizerCodec:
         self.renderer = ChatRenderer(tokenizer)
         self.stop_token_ids: tuple[int, ...] = tuple(self.renderer.stop_token_ids)
         self._decode = text_decoder(tokenizer)
+        self._texts = token_texts(tokenizer)
         self.token_text = functools.lru_cache(maxsize=65536)(self._token_text)
 
     @classmethod
@@ -70,7 +77,7 @@ class TokenizerCodec:
     def new_parser(self, prompt_ids: Sequence[int]) -> _Parser:
         reasoning = prompt_opens_reasoning(self.tokenizer, prompt_ids, decode=self._decode)
         return _Parser(ResponseParser(self.tokenizer, stop_ids=self.stop_token_ids, start_in_reasoning=reasoning,
-                                      decode=self._decode))
+                                      decode=self._decode, texts=self._texts))
 
     def _token_text(self, token_id: int) -> str:
         return self._decode([token_id])
