@@ -98,21 +98,23 @@ class SegmentEncoder:
             return self._encode_pieces(pieces)
 
     def _encode_pieces(self, pieces: list[str]) -> list[int]:
-        missing = [p for p in dict.fromkeys(pieces[0::2]) if p and p not in self._cache]
+        """Ids of the split text: odd pieces are added tokens, even ones text (cached)."""
         encode = self._backend.encode  # one at a time: a batch would wake the tokenizers thread pool
-        for piece in missing:
-            self._store(piece, tuple(encode(piece, add_special_tokens=False).ids))
-        self.misses += len(missing)
-        ids: list[int] = []
         cache, added = self._cache, self._added
+        ids: list[int] = []
         for i, piece in enumerate(pieces):
             if i % 2:
                 ids.append(added[piece])
             elif piece:
-                ids.extend(cache[piece])
-                cache.move_to_end(piece)
-                self.hits += 1
-        self.hits -= len(missing)
+                cached = cache.get(piece)
+                if cached is None:
+                    cached = tuple(encode(piece, add_special_tokens=False).ids)
+                    self._store(piece, cached)
+                    self.misses += 1
+                else:
+                    cache.move_to_end(piece)
+                    self.hits += 1
+                ids.extend(cached)
         self._evict()
         return ids
 

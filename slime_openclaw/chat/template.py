@@ -147,7 +147,17 @@ def _check_messages(messages: Any) -> None:
             raise RequestError(f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]")
 
 
+def _plain_inputs(messages: Any, tools: Any) -> bool:
+    """True for valid inputs of the gateway's own shape (lists of dicts), checked without
+    the ABC ``isinstance`` checks, which cost microseconds per element."""
+    return (type(messages) in (list, tuple) and bool(messages)
+            and all(type(m) is dict and type(m.get("role")) is str for m in messages)
+            and (tools is None or (type(tools) in (list, tuple) and all(type(t) is dict for t in tools))))
+
+
 def _check_inputs(messages: Any, tools: Any) -> None:
+    if _plain_inputs(messages, tools):
+        return
     _check_messages(messages)
     if tools is not None and (not isinstance(tools, Sequence) or isinstance(tools, (str, bytes))):
         raise RequestError("tools must be a list", param="tools")
