@@ -41,24 +41,23 @@ def test_other_threads_wait_for_a_batch(tmp_path):
         assert seen and seen[0] is not None and seen[0].state is TurnState.SERVED
 
 
-async def test_threaded_writes_apply_in_order_grouped_into_transactions(tmp_path):
+async def test_writes_of_one_loop_iteration_apply_in_order_in_one_transaction(tmp_path):
     with SqliteJournal(tmp_path / "j.sqlite") as journal:
         results: list[tuple[str, str, BaseException | None]] = []
-        writer = JournalWriter(journal, lambda w, e: results.append((w.what, w.turn_key, e)))
-        assert writer.threaded
+        writer = JournalWriter(journal, lambda w, e: results.append((w.what, w.turn_key, e)), max_batch=100)
+        assert writer.batched
         turns = [make_turn("s", i) for i in range(60)]
         futures = []
-        with journal._lock:  # hold the journal: the writes queue up behind the first batch
-            for turn in turns:
-                futures.append(writer.submit(Write("record_turn", turn.key, lambda t=turn: journal.record_turn(t))))
-                futures.append(writer.submit(Write("attach_next_state", turn.key,
-                                                   lambda t=turn: journal.attach_next_state(t.key, make_next_state()))))
+        for turn in turns:
+            futures.append(writer.submit(Write("record_turn", turn.key, lambda t=turn: journal.record_turn(t))))
+            futures.append(writer.submit(Write("attach_next_state", turn.key,
+                                               lambda t=turn: journal.attach_next_state(t.key, make_next_state()))))
+        assert journal.get(turns[0].key) is None  # nothing written before the loop runs again
         assert [await f for f in futures] == [True] * 120
         assert [(w, k) for w, k, _ in results] == [(w, t.key) for t in turns for w in ("record_turn",
                                                                                        "attach_next_state")]
-        assert writer.batches <= 3
+        assert writer.batches == 2  # 120 writes, at most 100 per transaction
         assert all(journal.get(t.key).state is TurnState.OBSERVED for t in turns)  # type: ignore[union-attr]
-        writer.close()
 
 
 async def test_a_failed_write_is_reported_and_the_others_still_commit(tmp_path):
@@ -75,32 +74,45 @@ async def test_a_failed_write_is_reported_and_the_others_still_commit(tmp_path):
         assert (await ok, await bad) == (True, False)
         assert errors[good.key] is None and isinstance(errors["s:1"], JournalError)
         assert journal.get(good.key) is not None
-        writer.close()
+        assert writer.batches == 1
 
 
-async def test_flush_and_close_apply_everything_queued(tmp_path):
-    path = tmp_path / "j.sqlite"
-    with SqliteJournal(path) as journal:
+async def test_flush_applies_everything_queued(tmp_path):
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
         writer = JournalWriter(journal, lambda w, e: None)
         for i in range(20):
             turn = make_turn("s", i)
             writer.submit(Write("record_turn", turn.key, lambda t=turn: journal.record_turn(t)))
         await writer.flush()
         assert journal.stats().turns_by_state.get(TurnState.SERVED.value, 0) == 20
-        turn = make_turn("s", 20)
-        writer.submit(Write("record_turn", turn.key, lambda: journal.record_turn(turn)))
-        writer.close()
-        assert journal.get(turn.key) is not None
+
+
+async def test_a_failed_commit_fails_every_write_of_the_batch(tmp_path):
+    class CommitFails(MemoryJournal):
+        def batch(self):  # a transaction whose commit fails
+            return _FailingCommit()
+
+    class _FailingCommit:
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *exc: object) -> None:
+            raise JournalError("commit failed")
+
+    journal = CommitFails()
+    writer = JournalWriter(journal, lambda w, e: None)
+    turns = [make_turn("s", i) for i in range(3)]
+    futures = [writer.submit(Write("record_turn", t.key, lambda t=t: journal.record_turn(t))) for t in turns]
+    assert [await f for f in futures] == [False] * 3
 
 
 async def test_recorders_without_batch_are_called_inline():
     journal = MemoryJournal()
     outcomes: list[BaseException | None] = []
     writer = JournalWriter(journal, lambda w, e: outcomes.append(e))
-    assert not writer.threaded
+    assert not writer.batched
     turn = make_turn("s", 0)
     done = writer.submit(Write("record_turn", turn.key, lambda: journal.record_turn(turn)))
     assert done.done() and done.result() is True
     assert journal.get(turn.key) is not None and outcomes == [None]
     await writer.flush()
-    writer.close()

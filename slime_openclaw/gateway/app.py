@@ -156,7 +156,7 @@ class _Gateway:
         """Cleanup context: at shutdown, apply the journal writes still queued, then stop the writer."""
         yield
         await self.book.flush()
-        self.book.writer.close()
+        self.book.writer.apply_now()
 
 
 def _endpoint(http: web.Request) -> str:

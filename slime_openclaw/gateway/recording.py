@@ -8,8 +8,8 @@ idle TTL, capacity) it closes their pending turns with a SESSION_END next state.
 turn is recorded and discarded at once (never trained); ``X-OpenClaw-Train: off`` requests
 are served but never reach this module's recorder.
 
-Journal writes go through ``JournalWriter`` (journal/writer.py): off the event loop and
-grouped into transactions for SQLite, in order; ``close`` hands back what resolves once the
+Journal writes go through ``JournalWriter`` (journal/writer.py): in order, those of one
+loop iteration in one SQLite transaction; ``close`` hands back what resolves once the
 turn is recorded, and the chat service awaits it before an answer's final chunk. A recorder
 failure is logged (turn key only, never text) and counted; it never fails a request that was
 already answered by the engine.
