@@ -30,11 +30,17 @@ For each concurrency the two paths alternate ``--rounds`` times (direct, gateway
 concurrency p50/p99 latency of both paths, the latency the gateway adds (difference of
 the percentiles), the throughput ratio, and CPU milliseconds per request of the gateway
 (with the time it was runnable but waited for a CPU: other load on the machine) and of
-the engine on each path (from /proc schedstat). Targets (foundation issue): p50 added
-<= 2 ms, throughput through the gateway >= 90% of direct at concurrency 64.
+the engine and of this load generator on each path (from /proc schedstat). Targets
+(foundation issue): p50 added <= 2 ms, throughput through the gateway >= 90% of direct at
+concurrency 64.
+
+``--relay-floor`` puts a process that only relays bytes (the gateway's HTTP client and
+aiohttp's server, no rendering, parsing, sessions or journal) where the gateway was, with
+the same requests as the direct path: what any Python process in the middle costs on this
+machine, the floor under the gateway's figures.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 512] [--concurrency 1 16 64]
-        [--token-delay 0.004] [--journal :memory:] [--rounds 2] [--json out.json]
+        [--token-delay 0.004] [--journal :memory:] [--rounds 2] [--json out.json] [--relay-floor]
 """
 
 from __future__ import annotations
@@ -132,6 +138,34 @@ def gateway_child(model_dir: str, engine_url: str, journal: str, merge_chunks: b
         await _serve(make_app(deps), "gateway")
 
     asyncio.run(main())
+
+
+def relay_child(engine_url: str) -> None:
+    """A process in the middle that only relays bytes: ``/generate`` in, the engine's answer out,
+    over the gateway's HTTP client (``--relay-floor``). No rendering, parsing, sessions or journal."""
+    from aiohttp import web
+
+    from slime_openclaw.engine.http import HttpPool
+
+    pool = HttpPool(engine_url)
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        async with await pool.request("POST", "/generate", await request.read()) as upstream:
+            content_type = upstream.headers.get("content-type", "application/json")
+            if not content_type.startswith("text/event-stream"):
+                return web.Response(body=await upstream.read(), status=upstream.status,
+                                    headers={"Content-Type": content_type})
+            response = web.StreamResponse(status=upstream.status, headers={"Content-Type": content_type})
+            await response.prepare(request)
+            async for piece in upstream.chunks():
+                await response.write(piece)
+            await response.write_eof()
+            return response
+
+    app = web.Application()
+    app.router.add_post("/generate", relay)
+    gc.freeze()
+    asyncio.run(_serve(app, "relay"))
 
 
 def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
@@ -250,16 +284,18 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def measure(direct: Route, gateway: Route, pids: dict[str, int], levels: list[int], requests: int,
-                  rounds: int) -> list[dict]:
+                  rounds: int, *, check: bool = True) -> list[dict]:
     """Alternate direct and gateway runs per concurrency; one result row per concurrency."""
-    await check_answers(gateway)
+    if check:
+        await check_answers(gateway)
     next_conv = 1
     rows = []
     for concurrency in levels:
         per_round = max(requests // rounds // TURNS, concurrency)
         lat: dict[str, list[float]] = {"direct": [], "gateway": []}
         wall = {"direct": 0.0, "gateway": 0.0}
-        cpu = {"gateway": 0.0, "gateway_wait": 0.0, "engine_direct": 0.0, "engine_gateway": 0.0}
+        cpu = {"gateway": 0.0, "gateway_wait": 0.0, "engine_direct": 0.0, "engine_gateway": 0.0,
+               "client_direct": 0.0, "client_gateway": 0.0}
         warm = min(concurrency, 8)
         for route in (direct, gateway):  # warm-up: connections, caches, code paths
             await _run(route, next_conv, warm, concurrency)
@@ -272,6 +308,7 @@ async def measure(direct: Route, gateway: Route, pids: dict[str, int], levels: l
                 lat[name] += latencies
                 wall[name] += seconds
                 cpu[f"engine_{name}"] += after["engine"][0] - before["engine"][0]
+                cpu[f"client_{name}"] += after["client"][0] - before["client"][0]
                 if name == "gateway":
                     cpu["gateway"] += after["gateway"][0] - before["gateway"][0]
                     cpu["gateway_wait"] += after["gateway"][1] - before["gateway"][1]
@@ -290,12 +327,16 @@ async def measure(direct: Route, gateway: Route, pids: dict[str, int], levels: l
             "gateway_runqueue_wait_ms_per_request": cpu["gateway_wait"] / n * 1000,
             "engine_cpu_ms_per_request_direct": cpu["engine_direct"] / n * 1000,
             "engine_cpu_ms_per_request_gateway": cpu["engine_gateway"] / n * 1000,
+            "client_cpu_ms_per_request_direct": cpu["client_direct"] / n * 1000,
+            "client_cpu_ms_per_request_gateway": cpu["client_gateway"] / n * 1000,
         })
     return rows
 
 
 def print_report(args: argparse.Namespace, lengths: list[int], rows: list[dict], recorded: int, sent: int) -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    middle = "a byte relay (--relay-floor)" if args.relay_floor else "the gateway"
+    print(f"middle: {middle}")
     print(f"setup: scripted engine, 27 tokens/answer streamed 1 token per event, {args.token_delay * 1000:g} ms per "
           f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {args.journal}; "
           f"{TURNS}-turn conversations, prompts {min(lengths)}-{max(lengths)} tokens "
@@ -309,7 +350,8 @@ def print_report(args: argparse.Namespace, lengths: list[int], rows: list[dict],
               f"{r['added_p99_ms']:>8.2f} {r['direct_rps']:>10.0f} {r['gateway_rps']:>7.0f} "
               f"{r['throughput_ratio']:>5.2f} {r['gateway_cpu_ms_per_request']:>6.2f} /"
               f"{r['gateway_runqueue_wait_ms_per_request']:>6.2f} "
-              f"{r['engine_cpu_ms_per_request_direct']:>8.2f} /{r['engine_cpu_ms_per_request_gateway']:>7.2f}")
+              f"{r['engine_cpu_ms_per_request_direct']:>8.2f} /{r['engine_cpu_ms_per_request_gateway']:>7.2f} "
+              f"{r['client_cpu_ms_per_request_direct']:>8.2f} /{r['client_cpu_ms_per_request_gateway']:>7.2f}")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -324,14 +366,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
                                          str(args.token_delay)])
             children.append(engine)
             merge = ["--no-merge-chunks"] if args.no_merge_chunks else []
-            gateway, gateway_url = _start(["--role", "gateway", "--model", args.model, "--engine-url", engine_url,
+            role = "relay" if args.relay_floor else "gateway"
+            gateway, gateway_url = _start(["--role", role, "--model", args.model, "--engine-url", engine_url,
                                            "--journal", journal, *merge])
             children.append(gateway)
             direct, chat, lengths = build_paths(args.model, engine_url, gateway_url, conversations, args.max_tokens)
             gc.freeze()  # the load generator's collector pauses would hit both paths as noise
-            rows = asyncio.run(measure(direct, chat, {"engine": engine.pid, "gateway": gateway.pid}, levels,
-                                       args.requests, args.rounds))
-            recorded = asyncio.run(turns_recorded(gateway_url))
+            if args.relay_floor:  # the same generate requests, through the relay
+                chat = Route(f"{gateway_url}/generate", direct.bodies)
+            pids = {"engine": engine.pid, "gateway": gateway.pid, "client": os.getpid()}
+            rows = asyncio.run(measure(direct, chat, pids, levels, args.requests, args.rounds,
+                                       check=not args.relay_floor))
+            recorded = -1 if args.relay_floor else asyncio.run(turns_recorded(gateway_url))
         finally:
             for child in children:
                 child.terminate()
@@ -340,7 +386,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print_report(args, lengths, rows, recorded, sent)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
-    return 0 if recorded == sent else 1
+    return 0 if recorded in (sent, -1) else 1
 
 
 def main() -> int:
@@ -356,7 +402,10 @@ def main() -> int:
     parser.add_argument("--no-merge-chunks", action="store_true",
                         help="the gateway's EngineClient gives one delta per engine chunk even when it fell behind")
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument("--role", choices=("engine", "gateway"), help=argparse.SUPPRESS)
+    parser.add_argument("--relay-floor", action="store_true",
+                        help="put a byte relay in the gateway's place (the floor any Python process in the middle costs "
+                             "on this machine)")
+    parser.add_argument("--role", choices=("engine", "gateway", "relay"), help=argparse.SUPPRESS)
     parser.add_argument("--engine-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
@@ -368,6 +417,9 @@ def main() -> int:
         return 0
     if args.role == "gateway":
         gateway_child(args.model, args.engine_url, args.journal, not args.no_merge_chunks)
+        return 0
+    if args.role == "relay":
+        relay_child(args.engine_url)
         return 0
     return run_benchmark(args)
 
