@@ -25,19 +25,19 @@ core) with the one under test:
   the clock starts) to ``/generate``; the gateway path sends the chat messages to
   ``/v1/chat/completions``. Latency is measured to the last byte of the response.
 
-For each concurrency the two paths alternate ``--rounds`` times (direct, gateway, direct,
-...) so that a change of background load hits both. Printed: the setup, then per
-concurrency p50/p99 latency of both paths, the latency the gateway adds (difference of
-the percentiles), the throughput ratio, and CPU milliseconds per request of the gateway
-(with the time it was runnable but waited for a CPU: other load on the machine) and of
-the engine and of this load generator on each path (from /proc schedstat). Targets
+For each concurrency the paths alternate ``--rounds`` times (direct, gateway, direct,
+...) so that a change of background load hits all. Printed: the setup, then per
+concurrency and path the p50/p99 latency, the latency added to the direct path's
+(difference of the percentiles), the throughput ratio to direct, and CPU milliseconds per
+request of the process in the middle (with the time it was runnable but waited for a CPU:
+other load on the machine), of the engine and of this load generator (from /proc schedstat). Targets
 (foundation issue): p50 added <= 2 ms, throughput through the gateway >= 90% of direct at
 concurrency 64.
 
-``--relay-floor`` puts a process that only relays bytes (the gateway's HTTP client and
-aiohttp's server, no rendering, parsing, sessions or journal) where the gateway was, with
-the same requests as the direct path: what any Python process in the middle costs on this
-machine, the floor under the gateway's figures.
+``--relay-floor`` adds a third path, alternated with the other two: a process that only
+relays the direct path's requests and the engine's answers as bytes (the gateway's HTTP
+client and aiohttp's server; no rendering, parsing, sessions or journal). It is what any
+Python process in the middle costs on this machine, the floor under the gateway's figures.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 512] [--concurrency 1 16 64]
         [--token-delay 0.004] [--journal :memory:] [--rounds 2] [--json out.json] [--relay-floor]
@@ -283,75 +283,68 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def measure(direct: Route, gateway: Route, pids: dict[str, int], levels: list[int], requests: int,
-                  rounds: int, *, check: bool = True) -> list[dict]:
-    """Alternate direct and gateway runs per concurrency; one result row per concurrency."""
-    if check:
-        await check_answers(gateway)
+async def measure(routes: dict[str, Route], pids: dict[str, int], levels: list[int], requests: int,
+                  rounds: int) -> list[dict]:
+    """Per concurrency, run the paths alternately (same conversations for each); one row per
+    (concurrency, path) with the path's figures next to the direct path's."""
+    await check_answers(routes["gateway"])
     next_conv = 1
     rows = []
     for concurrency in levels:
         per_round = max(requests // rounds // TURNS, concurrency)
-        lat: dict[str, list[float]] = {"direct": [], "gateway": []}
-        wall = {"direct": 0.0, "gateway": 0.0}
-        cpu = {"gateway": 0.0, "gateway_wait": 0.0, "engine_direct": 0.0, "engine_gateway": 0.0,
-               "client_direct": 0.0, "client_gateway": 0.0}
+        lat: dict[str, list[float]] = {name: [] for name in routes}
+        wall = dict.fromkeys(routes, 0.0)
+        cpu = {(name, who): 0.0 for name in routes for who in ("engine", "client", name, f"{name}_wait")}
         warm = min(concurrency, 8)
-        for route in (direct, gateway):  # warm-up: connections, caches, code paths
+        for route in routes.values():  # warm-up: connections, caches, code paths
             await _run(route, next_conv, warm, concurrency)
         next_conv += warm
-        for _ in range(rounds):  # both paths run the same conversations, alternately
-            for name, route in (("direct", direct), ("gateway", gateway)):
+        for _ in range(rounds):
+            for name, route in routes.items():
                 before = {k: cpu_seconds(p) for k, p in pids.items()}
                 latencies, seconds = await _run(route, next_conv, per_round, concurrency)
                 after = {k: cpu_seconds(p) for k, p in pids.items()}
                 lat[name] += latencies
                 wall[name] += seconds
-                cpu[f"engine_{name}"] += after["engine"][0] - before["engine"][0]
-                cpu[f"client_{name}"] += after["client"][0] - before["client"][0]
-                if name == "gateway":
-                    cpu["gateway"] += after["gateway"][0] - before["gateway"][0]
-                    cpu["gateway_wait"] += after["gateway"][1] - before["gateway"][1]
+                for who in ("engine", "client", name):
+                    if who in pids:
+                        cpu[(name, who)] += after[who][0] - before[who][0]
+                if name in pids:
+                    cpu[(name, f"{name}_wait")] += after[name][1] - before[name][1]
             next_conv += per_round
         n = per_round * rounds * TURNS
-        d, g = lat["direct"], lat["gateway"]
-        rows.append({
-            "concurrency": concurrency, "requests": n,
-            "direct_p50_ms": _pct(d, 0.5), "direct_p99_ms": _pct(d, 0.99),
-            "gateway_p50_ms": _pct(g, 0.5), "gateway_p99_ms": _pct(g, 0.99),
-            "added_p50_ms": _pct(g, 0.5) - _pct(d, 0.5), "added_p99_ms": _pct(g, 0.99) - _pct(d, 0.99),
-            "mean_added_ms": (statistics.fmean(g) - statistics.fmean(d)) * 1000,
-            "direct_rps": n / wall["direct"], "gateway_rps": n / wall["gateway"],
-            "throughput_ratio": wall["direct"] / wall["gateway"],
-            "gateway_cpu_ms_per_request": cpu["gateway"] / n * 1000,
-            "gateway_runqueue_wait_ms_per_request": cpu["gateway_wait"] / n * 1000,
-            "engine_cpu_ms_per_request_direct": cpu["engine_direct"] / n * 1000,
-            "engine_cpu_ms_per_request_gateway": cpu["engine_gateway"] / n * 1000,
-            "client_cpu_ms_per_request_direct": cpu["client_direct"] / n * 1000,
-            "client_cpu_ms_per_request_gateway": cpu["client_gateway"] / n * 1000,
-        })
+        d = lat["direct"]
+        for name in routes:
+            x = lat[name]
+            rows.append({
+                "concurrency": concurrency, "path": name, "requests": n,
+                "p50_ms": _pct(x, 0.5), "p99_ms": _pct(x, 0.99),
+                "added_p50_ms": _pct(x, 0.5) - _pct(d, 0.5), "added_p99_ms": _pct(x, 0.99) - _pct(d, 0.99),
+                "mean_added_ms": (statistics.fmean(x) - statistics.fmean(d)) * 1000,
+                "rps": n / wall[name], "throughput_ratio": wall["direct"] / wall[name],
+                "middle_cpu_ms_per_request": cpu[(name, name)] / n * 1000,
+                "middle_runqueue_wait_ms_per_request": cpu[(name, f"{name}_wait")] / n * 1000,
+                "engine_cpu_ms_per_request": cpu[(name, "engine")] / n * 1000,
+                "client_cpu_ms_per_request": cpu[(name, "client")] / n * 1000,
+            })
     return rows
 
 
 def print_report(args: argparse.Namespace, lengths: list[int], rows: list[dict], recorded: int, sent: int) -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    middle = "a byte relay (--relay-floor)" if args.relay_floor else "the gateway"
-    print(f"middle: {middle}")
     print(f"setup: scripted engine, 27 tokens/answer streamed 1 token per event, {args.token_delay * 1000:g} ms per "
           f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {args.journal}; "
           f"{TURNS}-turn conversations, prompts {min(lengths)}-{max(lengths)} tokens "
           f"(median {statistics.median(lengths):.0f}), half streamed, half with 2 tools; {args.rounds} alternating "
           f"rounds per level; {os.cpu_count()} CPUs, load average {load[0]:.1f}; turns recorded {recorded}/{sent}")
-    print(f"{'conc':>4} {'reqs':>5} {'direct p50/p99 ms':>18} {'gateway p50/p99 ms':>19} {'added p50/p99 ms':>17} "
-          f"{'direct rps':>10} {'gw rps':>7} {'ratio':>5} {'gw cpu/wait ms/req':>14} {'engine cpu ms/req d/gw':>17}")
+    print(f"{'conc':>4} {'path':>7} {'reqs':>5} {'p50/p99 ms':>17} {'added p50/p99 ms':>17} {'rps':>5} "
+          f"{'ratio':>5} {'middle cpu/wait ms/req':>22} {'engine cpu':>10} {'client cpu':>10}")
     for r in rows:
-        print(f"{r['concurrency']:>4} {r['requests']:>5} {r['direct_p50_ms']:>8.2f} /{r['direct_p99_ms']:>8.2f} "
-              f"{r['gateway_p50_ms']:>8.2f} /{r['gateway_p99_ms']:>8.2f} {r['added_p50_ms']:>7.2f} /"
-              f"{r['added_p99_ms']:>8.2f} {r['direct_rps']:>10.0f} {r['gateway_rps']:>7.0f} "
-              f"{r['throughput_ratio']:>5.2f} {r['gateway_cpu_ms_per_request']:>6.2f} /"
-              f"{r['gateway_runqueue_wait_ms_per_request']:>6.2f} "
-              f"{r['engine_cpu_ms_per_request_direct']:>8.2f} /{r['engine_cpu_ms_per_request_gateway']:>7.2f} "
-              f"{r['client_cpu_ms_per_request_direct']:>8.2f} /{r['client_cpu_ms_per_request_gateway']:>7.2f}")
+        middle = "" if r["path"] == "direct" else (
+            f"{r['middle_cpu_ms_per_request']:>9.2f} /{r['middle_runqueue_wait_ms_per_request']:>6.2f}")
+        print(f"{r['concurrency']:>4} {r['path']:>7} {r['requests']:>5} {r['p50_ms']:>8.2f} /{r['p99_ms']:>7.2f} "
+              f"{r['added_p50_ms']:>8.2f} /{r['added_p99_ms']:>7.2f} {r['rps']:>5.0f} {r['throughput_ratio']:>5.2f} "
+              f"{middle:>22} {r['engine_cpu_ms_per_request']:>10.2f} {r['client_cpu_ms_per_request']:>10.2f}")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -366,27 +359,29 @@ def run_benchmark(args: argparse.Namespace) -> int:
                                          str(args.token_delay)])
             children.append(engine)
             merge = ["--no-merge-chunks"] if args.no_merge_chunks else []
-            role = "relay" if args.relay_floor else "gateway"
-            gateway, gateway_url = _start(["--role", role, "--model", args.model, "--engine-url", engine_url,
+            gateway, gateway_url = _start(["--role", "gateway", "--model", args.model, "--engine-url", engine_url,
                                            "--journal", journal, *merge])
             children.append(gateway)
-            direct, chat, lengths = build_paths(args.model, engine_url, gateway_url, conversations, args.max_tokens)
-            gc.freeze()  # the load generator's collector pauses would hit both paths as noise
-            if args.relay_floor:  # the same generate requests, through the relay
-                chat = Route(f"{gateway_url}/generate", direct.bodies)
             pids = {"engine": engine.pid, "gateway": gateway.pid, "client": os.getpid()}
-            rows = asyncio.run(measure(direct, chat, pids, levels, args.requests, args.rounds,
-                                       check=not args.relay_floor))
-            recorded = -1 if args.relay_floor else asyncio.run(turns_recorded(gateway_url))
+            direct, chat, lengths = build_paths(args.model, engine_url, gateway_url, conversations, args.max_tokens)
+            routes = {"direct": direct, "gateway": chat}
+            if args.relay_floor:  # the direct path's requests, through a byte relay
+                relay, relay_url = _start(["--role", "relay", "--engine-url", engine_url])
+                children.append(relay)
+                pids["relay"] = relay.pid
+                routes["relay"] = Route(f"{relay_url}/generate", direct.bodies)
+            gc.freeze()  # the load generator's collector pauses would hit every path as noise
+            rows = asyncio.run(measure(routes, pids, levels, args.requests, args.rounds))
+            recorded = asyncio.run(turns_recorded(gateway_url))
         finally:
             for child in children:
                 child.terminate()
                 child.wait(10)
-    sent = 2 + sum(TURNS * (min(r["concurrency"], 8)) + r["requests"] for r in rows)
+    sent = 2 + sum(TURNS * (min(r["concurrency"], 8)) + r["requests"] for r in rows if r["path"] == "gateway")
     print_report(args, lengths, rows, recorded, sent)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
-    return 0 if recorded in (sent, -1) else 1
+    return 0 if recorded == sent else 1
 
 
 def main() -> int:
@@ -403,8 +398,8 @@ def main() -> int:
                         help="the gateway's EngineClient gives one delta per engine chunk even when it fell behind")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--relay-floor", action="store_true",
-                        help="put a byte relay in the gateway's place (the floor any Python process in the middle costs "
-                             "on this machine)")
+                        help="also measure a byte relay in the middle (the floor any Python process in the middle "
+                             "costs on this machine)")
     parser.add_argument("--role", choices=("engine", "gateway", "relay"), help=argparse.SUPPRESS)
     parser.add_argument("--engine-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
