@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -170,8 +171,10 @@ def test_bad_urls_are_refused() -> None:
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
 
-async def _raw_server(reply: Reply) -> tuple[str, asyncio.Server, list[int]]:
-    """A server that answers each request with ``reply(reader, writer, connection_number)``."""
+@asynccontextmanager
+async def raw_server(reply: Reply) -> AsyncIterator[tuple[HttpPool, list[int]]]:
+    """A pool to a server that answers each request with ``reply(reader, writer, connection_number)``,
+    and the numbers of the connections it accepted."""
     seen: list[int] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -182,7 +185,12 @@ async def _raw_server(reply: Reply) -> tuple[str, asyncio.Server, list[int]]:
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", server, seen
+    pool = HttpPool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        yield pool, seen
+    finally:
+        pool.close()
+        server.close()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> None:
@@ -196,17 +204,12 @@ async def test_a_connection_the_server_closed_while_idle_is_retried_once() -> No
         await writer.drain()
         # then close: the pooled connection is dead when it is reused
 
-    url, server, seen = await _raw_server(reply)
-    pool = HttpPool(url)
-    try:
+    async with raw_server(reply) as (pool, seen):
         for _ in range(3):
             async with await pool.request("GET", "/") as response:
                 assert await response.read() == b"ok"
             await asyncio.sleep(0.05)
         assert len(seen) == 3
-    finally:
-        pool.close()
-        server.close()
 
 
 @pytest.mark.parametrize("answer, error", [
@@ -225,15 +228,10 @@ async def test_malformed_or_cut_answers(answer: bytes, error: type[Exception]) -
         writer.write(answer)
         await writer.drain()
 
-    url, server, _ = await _raw_server(reply)
-    pool = HttpPool(url)
-    try:
+    async with raw_server(reply) as (pool, _):
         with pytest.raises(error):
             async with await pool.request("GET", "/", read_timeout=5) as response:
                 await response.read()
-    finally:
-        pool.close()
-        server.close()
 
 
 async def test_http10_and_close_delimited_bodies() -> None:
@@ -242,16 +240,11 @@ async def test_http10_and_close_delimited_bodies() -> None:
         writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
         await writer.drain()
 
-    url, server, seen = await _raw_server(reply)
-    pool = HttpPool(url)
-    try:
+    async with raw_server(reply) as (pool, seen):
         for _ in range(2):
             async with await pool.request("GET", "/") as response:
                 assert await response.read() == b"until the end"
         assert len(seen) == 2  # never reused
-    finally:
-        pool.close()
-        server.close()
 
 
 async def test_interim_answers_are_skipped() -> None:
@@ -260,12 +253,6 @@ async def test_interim_answers_are_skipped() -> None:
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew")
         await writer.drain()
 
-    url, server, _ = await _raw_server(reply)
-    pool = HttpPool(url)
-    try:
-        async with await pool.request("POST", "/", b"{}") as response:
-            assert (response.status, response.reason) == (201, "Created")
-            assert await response.read() == b"new"
-    finally:
-        pool.close()
-        server.close()
+    async with raw_server(reply) as (pool, _), await pool.request("POST", "/", b"{}") as response:
+        assert (response.status, response.reason) == (201, "Created")
+        assert await response.read() == b"new"

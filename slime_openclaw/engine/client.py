@@ -1,8 +1,7 @@
 """``EngineClient``: the one client for SGLang and the embedded engine (SGLang native API).
 
 Implements the ``Engine`` protocol (engine/protocol.py) over engine/http.py's keep-alive
-HTTP client, plus the admin calls
-the weight-update path needs. Every failure to reach the engine or an error answer becomes
+HTTP client, plus the admin calls the weight-update path needs. Every failure to reach the engine or an error answer becomes
 ``EngineError`` with the engine's URL and message; an unreachable engine fails within the
 connect timeout (2 s by default).
 
