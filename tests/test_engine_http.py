@@ -61,95 +61,74 @@ class Counting:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[str, Counting]]:
+async def server() -> AsyncIterator[tuple[HttpPool, Counting]]:
+    """A pool (sending ``Authorization: Bearer k``) to a counting aiohttp server."""
     counting = Counting()
     runner = web.AppRunner(counting.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
+    pool = HttpPool(f"http://127.0.0.1:{runner.addresses[0][1]}", headers={"Authorization": "Bearer k"})
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", counting
+        yield pool, counting
     finally:
+        pool.close()
         await runner.cleanup()
 
 
-async def test_post_with_content_length_and_keep_alive(server: tuple[str, Counting]) -> None:
-    url, counting = server
-    pool = HttpPool(url, headers={"Authorization": "Bearer k"})
-    try:
-        for i in range(5):
-            async with await pool.request("POST", "/echo", f"body-{i}".encode()) as response:
-                assert response.status == 200
-                assert response.headers["x-auth"] == "Bearer k"
-                assert await response.read() == f"body-{i}".encode()[::-1]
-        assert counting.bodies == [f"body-{i}".encode() for i in range(5)]
-        assert counting.connections == 1
-    finally:
-        pool.close()
+async def test_post_with_content_length_and_keep_alive(server: tuple[HttpPool, Counting]) -> None:
+    pool, counting = server
+    for i in range(5):
+        async with await pool.request("POST", "/echo", f"body-{i}".encode()) as response:
+            assert response.status == 200
+            assert response.headers["x-auth"] == "Bearer k"
+            assert await response.read() == f"body-{i}".encode()[::-1]
+    assert counting.bodies == [f"body-{i}".encode() for i in range(5)]
+    assert counting.connections == 1
 
 
-async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_reused(server: tuple[str, Counting]) -> None:
-    url, counting = server
-    pool = HttpPool(url)
-    try:
-        for _ in range(3):
-            async with await pool.request("GET", "/stream") as response:
-                pieces = [piece async for piece in response.chunks()]
-            assert b"".join(pieces) == b"".join(f"data: {i}\n\n".encode() for i in range(5)) + b"data: [DONE]\n\n"
-            assert len(pieces) > 1  # streamed, not buffered to the end
-        assert counting.connections == 1
-    finally:
-        pool.close()
+async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_reused(server: tuple[HttpPool, Counting]) -> None:
+    pool, counting = server
+    for _ in range(3):
+        async with await pool.request("GET", "/stream") as response:
+            pieces = [piece async for piece in response.chunks()]
+        assert b"".join(pieces) == b"".join(f"data: {i}\n\n".encode() for i in range(5)) + b"data: [DONE]\n\n"
+        assert len(pieces) > 1  # streamed, not buffered to the end
+    assert counting.connections == 1
 
 
-async def test_finish_in_background_reads_the_tail_and_reuses_the_connection(server: tuple[str, Counting]) -> None:
-    url, counting = server
-    pool = HttpPool(url)
-    try:
-        for _ in range(3):
-            async with await pool.request("GET", "/stream") as response:
-                body = response.chunks()
-                first = await anext(body)
-                assert first.startswith(b"data: 0")
-                response.finish_in_background()
-                await body.aclose()
-            await asyncio.sleep(0.1)  # the rest of the stream arrives and is read off the connection
-        assert counting.connections == 1
-    finally:
-        pool.close()
+async def test_finish_in_background_reads_the_tail_and_reuses_the_connection(server: tuple[HttpPool, Counting]) -> None:
+    pool, counting = server
+    for _ in range(3):
+        async with await pool.request("GET", "/stream") as response:
+            body = response.chunks()
+            first = await anext(body)
+            assert first.startswith(b"data: 0")
+            response.finish_in_background()
+            await body.aclose()
+        await asyncio.sleep(0.1)  # the rest of the stream arrives and is read off the connection
+    assert counting.connections == 1
 
 
-async def test_unread_body_closes_the_connection(server: tuple[str, Counting]) -> None:
-    url, counting = server
-    pool = HttpPool(url)
-    try:
-        for _ in range(2):
-            async with await pool.request("GET", "/stream") as response:
-                assert response.status == 200  # body left unread
-        assert counting.connections == 2
-    finally:
-        pool.close()
+async def test_unread_body_closes_the_connection(server: tuple[HttpPool, Counting]) -> None:
+    pool, counting = server
+    for _ in range(2):
+        async with await pool.request("GET", "/stream") as response:
+            assert response.status == 200  # body left unread
+    assert counting.connections == 2
 
 
-async def test_no_content_has_an_empty_body(server: tuple[str, Counting]) -> None:
-    url, _ = server
-    pool = HttpPool(url)
-    try:
-        async with await pool.request("GET", "/empty") as response:
-            assert response.status == 204
-            assert await response.read() == b""
-    finally:
-        pool.close()
+async def test_no_content_has_an_empty_body(server: tuple[HttpPool, Counting]) -> None:
+    pool, _ = server
+    async with await pool.request("GET", "/empty") as response:
+        assert response.status == 204
+        assert await response.read() == b""
 
 
-async def test_read_timeout(server: tuple[str, Counting]) -> None:
-    url, _ = server
-    pool = HttpPool(url)
-    try:
-        with pytest.raises(TimeoutError):
-            await pool.request("GET", "/slow", read_timeout=0.1)
-    finally:
-        pool.close()
+async def test_read_timeout(server: tuple[HttpPool, Counting]) -> None:
+    pool, _ = server
+    with pytest.raises(TimeoutError):
+        await pool.request("GET", "/slow", read_timeout=0.1)
 
 
 async def test_connect_refused_is_a_connect_error() -> None:
