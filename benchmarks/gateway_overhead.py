@@ -3,7 +3,7 @@
 Three processes, so that none of them shares a GIL (or, as far as the machine allows, a
 core) with the one under test:
 
-* engine: the scripted engine (slime_openclaw/gateway/scripted_engine.py) over the SGLang
+* engine: the scripted engine (tests/scripted_engine.py) over the SGLang
   ``/generate`` wire. Its answer to every prompt is the same 27 tokens of the tiny tokenizer
   (``ANSWER`` plus ``<|im_end|>``), streamed one token per SSE event (SGLang's default
   ``stream_interval`` of 1) after a fixed ``--token-delay`` per token (default 4 ms: a
@@ -110,7 +110,8 @@ async def _serve(app: Any, ready: str) -> None:
 def engine_child(model_dir: str, token_delay: float) -> None:
     from transformers import AutoTokenizer
 
-    from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: test support
+    from tests.scripted_engine import ScriptedEngine, make_scripted_app
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     answer = tokenizer.encode(ANSWER + "<|im_end|>", add_special_tokens=False)

@@ -203,8 +203,10 @@ async def bench_gateway(requests: int, concurrency: int) -> dict[str, dict[str, 
     from aiohttp import web
     from transformers import AutoTokenizer
 
-    from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app
     from slime_openclaw.local.tiny_model import ensure_default_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: test support
+    from tests.scripted_engine import ScriptedEngine, make_scripted_app
 
     tokenizer = ensure_default_model()
     answer = AutoTokenizer.from_pretrained(tokenizer).encode(

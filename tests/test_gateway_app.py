@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 
 from slime_openclaw.engine.client import EngineClient
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app, token_log_prob
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.types import NextStateKind, TurnState, TurnType
 from tests.gateway_fakes import encode, render_text, reply_ids, running_gateway
+from tests.scripted_engine import ScriptedEngine, make_scripted_app, token_log_prob
 
 HELLO = "Hello there, friend."
 

@@ -20,12 +20,12 @@ from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.engine.protocol import GenerateDelta, GenerateOutput, GenerateRequest
 from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.types import FinishReason, NextStateKind, TurnState
 from tests.gateway_fakes import running_gateway
 from tests.helpers_model import tiny_model_dir
+from tests.scripted_engine import ScriptedEngine
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from slime_openclaw.engine.client import EngineClient
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine
 from slime_openclaw.journal.memory import MemoryJournal
 from tests.gateway_fakes import reply_ids, running_gateway
+from tests.scripted_engine import ScriptedEngine
 
 GOOD = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
 U = [{"role": "user", "content": "hi"}]

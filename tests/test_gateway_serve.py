@@ -11,8 +11,8 @@ from aiohttp import web
 
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway import serve
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app
 from tests.helpers_model import tiny_model_dir
+from tests.scripted_engine import ScriptedEngine, make_scripted_app
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -15,7 +15,6 @@ from slime_openclaw.gateway.auth import check_bearer, check_bind, is_loopback
 from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.responses import ChunkEncoder, StopTrimmer, chunk, sse
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine, token_log_prob
 from slime_openclaw.gateway.sessions import (
     PendingTurn,
     SessionTable,
@@ -26,6 +25,7 @@ from slime_openclaw.gateway.sessions import (
 )
 from slime_openclaw.gateway.wire import parse_chat_request
 from slime_openclaw.types import FinishReason, NextStateKind, TurnType
+from tests.scripted_engine import ScriptedEngine, token_log_prob
 
 
 def test_wire_normalizes_messages() -> None:

@@ -23,12 +23,12 @@ from aiohttp import web
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.live import LiveService, live_service
 from slime_openclaw.types import Method, NextStateKind, TrainingSample, TurnState
 from tests.helpers_model import tiny_model_dir
+from tests.scripted_engine import ScriptedEngine, make_scripted_app
 
 CORRECTION = "No, I meant a haiku about the sea. Don't use lists."
 

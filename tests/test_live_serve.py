@@ -24,11 +24,11 @@ from aiohttp import web
 from slime_openclaw.cli import main
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.gateway import serve
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine, make_scripted_app
 from slime_openclaw.journal.sqlite import SqliteJournal
 from slime_openclaw.slime.services import start_services
 from slime_openclaw.types import TurnState
 from tests.helpers_model import tiny_model_dir
+from tests.scripted_engine import ScriptedEngine, make_scripted_app
 
 
 def test_unknown_config_key_is_one_line_and_exit_2(tmp_path: Path) -> None:

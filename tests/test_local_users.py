@@ -20,7 +20,6 @@ import pytest
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
-from slime_openclaw.gateway.scripted_engine import ScriptedEngine
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.sqlite import SqliteJournal
 from slime_openclaw.local import personas as P
@@ -28,6 +27,7 @@ from slime_openclaw.local.users import InteractionRecord, UserSettings, mean_sco
 from slime_openclaw.types import NextStateKind
 from tests.gateway_fakes import running_gateway
 from tests.helpers_model import tiny_model_dir
+from tests.scripted_engine import ScriptedEngine
 
 
 @pytest.fixture(scope="module")

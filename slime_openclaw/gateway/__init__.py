@@ -5,6 +5,6 @@ chat-completions exchange), ``wire`` (request validation), ``responses`` (respon
 shapes), ``generation`` (abort-and-resume over ``Engine.stream``), ``sessions`` (session
 resolution, continuity, bounds), ``recording`` (turns and next states to the recorder),
 ``codec`` / ``tokenizer_codec`` (rendering and parsing seam), ``auth``, ``metrics``,
-``serve`` (the ``slime-openclaw serve`` command), ``scripted_engine`` (an engine stand-in
-for tests and benchmarks).
+``serve`` (the ``slime-openclaw serve`` command). The scripted engine the tests and the
+overhead benchmark serve is test support, in ``tests/scripted_engine.py``.
 """

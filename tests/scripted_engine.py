@@ -1,5 +1,9 @@
 """A scripted engine: answers from a script instead of a model, for tests and the overhead benchmark.
 
+Test support, not part of the installed package: tests import it as ``tests.scripted_engine``;
+``benchmarks/gateway_overhead.py`` (in its engine child process) and ``benchmarks/journal.py``
+import it the same way with the repository root on ``sys.path``.
+
 ``ScriptedEngine`` implements the ``Engine`` protocol in-process; ``make_scripted_app``
 serves it over the SGLang ``/generate`` wire subset (JSON or incremental SSE stream,
 ``meta_info`` with ``output_token_logprobs``, ``finish_reason``, ``weight_version``), plus
