@@ -19,7 +19,7 @@ def test_batch_commits_together_and_a_failing_write_rolls_back_alone(tmp_path):
         first, second = make_turn("s", 0), make_turn("s", 1)
         with journal.batch():
             journal.record_turn(first)
-            with pytest.raises(JournalError), journal._write() as conn:
+            with pytest.raises(JournalError), journal._tx.write() as conn:
                 conn.execute("UPDATE turns SET state = 'OBSERVED' WHERE turn_key = ?", (first.key,))
                 conn.execute("INSERT INTO no_such_table VALUES (1)")
             journal.record_turn(second)
