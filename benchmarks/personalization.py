@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 
 from slime_openclaw.local.demo_loop import METHOD_CHOICES, DemoSettings, prepare, run_demo, seeds_list
 from slime_openclaw.local.demo_report import plot_curve
+from slime_openclaw.paths import data_dir
 
 
 def _csv(text: str) -> list[str]:
@@ -113,8 +113,7 @@ def main(argv: list[str]) -> int:
 
     hf_logging.disable_progress_bar()  # a bar per checkpoint write otherwise
     methods, seeds = _csv(args.methods), seeds_list(args.seeds)
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    out_dir = Path(args.out_dir or Path(data_home) / "slime-openclaw" / "bench" / "personalization")
+    out_dir = Path(args.out_dir or data_dir() / "bench" / "personalization")
     out_dir.mkdir(parents=True, exist_ok=True)
     policy = prepare(DemoSettings(workdir=out_dir))
     runs: list[dict[str, Any]] = []

@@ -1,9 +1,8 @@
 """Where the journal lives by default, and turning a ``--journal`` value into a journal.
 
-``default_journal_path`` is the one place that knows the user data directory
-(``$XDG_DATA_HOME/slime-openclaw/journal.sqlite``, else
-``~/.local/share/slime-openclaw/journal.sqlite``); CLI entry points pass it their
-environment. ``open_journal(":memory:")`` gives the in-memory journal, anything else the
+``default_journal_path`` is ``journal.sqlite`` in the user data directory
+(``paths.data_dir``: ``$XDG_DATA_HOME/slime-openclaw``, else
+``~/.local/share/slime-openclaw``); CLI entry points pass it their environment. ``open_journal(":memory:")`` gives the in-memory journal, anything else the
 SQLite one. This module does not parse configuration files.
 """
 
@@ -17,6 +16,7 @@ from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.journal.retention import RetentionPolicy
 from slime_openclaw.journal.sqlite import SqliteJournal
+from slime_openclaw.paths import data_dir
 
 MEMORY = ":memory:"
 """The ``--journal`` value that selects the in-memory journal (nothing survives the process)."""
@@ -30,14 +30,7 @@ def default_journal_path(environ: Mapping[str, str] | None = None) -> Path:
 
     ``environ`` defaults to the process environment; pass one explicitly from config code.
     """
-    env = os.environ if environ is None else environ
-    data_home = env.get("XDG_DATA_HOME", "")
-    if data_home and os.path.isabs(data_home):
-        base = Path(data_home)
-    else:
-        home = env.get("HOME") or str(Path.home())
-        base = Path(home) / ".local" / "share"
-    return base / "slime-openclaw" / "journal.sqlite"
+    return data_dir(environ) / "journal.sqlite"
 
 
 def open_journal(

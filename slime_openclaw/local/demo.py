@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.local.demo_loop import METHOD_CHOICES, DemoSettings
+from slime_openclaw.paths import data_dir
 
 WORK_FILES = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "progress.json", "checkpoints",
               "topk", "curve.png", "summary.json")
@@ -32,8 +32,7 @@ WORK_FILES = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "pro
 
 def default_workdir(method: str, seed: int) -> Path:
     """``$XDG_DATA_HOME/slime-openclaw/demo/<method>-seed<seed>`` (else ``~/.local/share/...``)."""
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "slime-openclaw" / "demo" / f"{method}-seed{seed}"
+    return data_dir() / "demo" / f"{method}-seed{seed}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from slime_openclaw.chat.template import CHAT_TEMPLATE, CONTROL_TOKENS, IM_END, PAD_TOKEN, TAG_TOKENS
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.local.tokenizer_corpus import synthetic_corpus
+from slime_openclaw.paths import cache_dir
 
 FACTORY_VERSION = 2
 """Bumped whenever the factory's output changes for the same spec and seed (invalidates caches)."""
@@ -215,8 +216,7 @@ def make_tiny_model(out_dir: str | os.PathLike[str], *, seed: int = 0, spec: Tin
 
 def default_cache_root() -> Path:
     """``$XDG_CACHE_HOME/slime-openclaw/models`` (``~/.cache`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "slime-openclaw" / "models"
+    return cache_dir() / "models"
 
 
 def default_model_dir(*, seed: int = 0, spec: TinyModelSpec = TinyModelSpec(), cache_root: Path | None = None) -> Path:
