@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the decoding thread")
     args = parser.parse_args()
     if args.model is None:
-        from slime_openclaw.local.tiny_model import ensure_default_model
+        from slime_openclaw.local.model.tiny_model import ensure_default_model
 
         args.model = ensure_default_model()
     max_running = max(args.concurrency)

@@ -405,7 +405,7 @@ def main() -> int:
     parser.add_argument("--engine-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
-        from slime_openclaw.local.tiny_model import ensure_default_model
+        from slime_openclaw.local.model.tiny_model import ensure_default_model
 
         args.model = str(ensure_default_model())
     if args.role == "engine":

@@ -203,7 +203,7 @@ async def bench_gateway(requests: int, concurrency: int) -> dict[str, dict[str, 
     from aiohttp import web
     from transformers import AutoTokenizer
 
-    from slime_openclaw.local.tiny_model import ensure_default_model
+    from slime_openclaw.local.model.tiny_model import ensure_default_model
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: test support
     from tests.scripted_engine import ScriptedEngine, make_scripted_app

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slime_openclaw.local.demo_loop import METHOD_CHOICES, DemoSettings, prepare, run_demo, seeds_list
-from slime_openclaw.local.demo_report import plot_curve
+from slime_openclaw.local.demo.loop import METHOD_CHOICES, DemoSettings, prepare, run_demo, seeds_list
+from slime_openclaw.local.demo.report import plot_curve
 from slime_openclaw.paths import data_dir
 
 

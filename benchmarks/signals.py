@@ -29,7 +29,7 @@ from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
 from slime_openclaw.journal.sqlite import SqliteJournal
-from slime_openclaw.local.tiny_model import ensure_default_model
+from slime_openclaw.local.model.tiny_model import ensure_default_model
 from slime_openclaw.signals.judge import LLMJudge
 from slime_openclaw.signals.judge_backends import EngineTextGenerator, JudgeSampling, RetryPolicy
 from slime_openclaw.signals.pipeline import SignalPipeline

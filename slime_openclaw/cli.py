@@ -19,9 +19,9 @@ from slime_openclaw.errors import ConfigError, OpenClawError
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("slime_openclaw.gateway.serve", "OpenAI-compatible gateway in front of an engine"),
     "engine": ("slime_openclaw.engine.server", "embedded engine (SGLang protocol subset) for a local checkpoint"),
-    "tiny-model": ("slime_openclaw.local.tiny_model", "write a tiny Qwen2-architecture checkpoint"),
-    "prepare-policy": ("slime_openclaw.local.pretrain", "pre-train the tiny policy on synthetic dialogues (cached)"),
-    "demo": ("slime_openclaw.local.demo", "the whole loop on one CPU machine with simulated users"),
+    "tiny-model": ("slime_openclaw.local.model.tiny_model", "write a tiny Qwen2-architecture checkpoint"),
+    "prepare-policy": ("slime_openclaw.local.personal.pretrain", "pre-train the tiny policy on synthetic dialogues (cached)"),
+    "demo": ("slime_openclaw.local.demo.command", "the whole loop on one CPU machine with simulated users"),
     "launch": ("slime_openclaw.slime.launch", "compose and run a slime job with a recipe"),
     "journal": ("slime_openclaw.journal.cli", "inspect and export the durable journal"),
 }

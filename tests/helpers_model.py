@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from slime_openclaw.local.tiny_model import ensure_default_model
+from slime_openclaw.local.model.tiny_model import ensure_default_model
 
 
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory | None = None) -> Path:

@@ -24,9 +24,9 @@ from safetensors.torch import load_file
 from slime_openclaw import cli
 from slime_openclaw.journal.rules import SampleState
 from slime_openclaw.journal.sqlite import SqliteJournal
-from slime_openclaw.local.checkpoint import complete_checkpoints
-from slime_openclaw.local.demo_report import SUMMARY_KEYS
-from slime_openclaw.local.pretrain import FAST_RECIPE, prepare_policy
+from slime_openclaw.local.demo.report import SUMMARY_KEYS
+from slime_openclaw.local.personal.pretrain import FAST_RECIPE, prepare_policy
+from slime_openclaw.local.training.checkpoint import complete_checkpoints
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ import pytest
 from slime_openclaw import cli
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.journal.memory import MemoryJournal
-from slime_openclaw.local.demo import clear_workdir, default_workdir
-from slime_openclaw.local.demo_loop import DemoState, Live, journal_figures, release_leases
-from slime_openclaw.local.demo_report import (
+from slime_openclaw.local.demo.command import clear_workdir, default_workdir
+from slime_openclaw.local.demo.loop import DemoState, Live, journal_figures, release_leases
+from slime_openclaw.local.demo.report import (
     ProgressLine,
     plot_curve,
     summary_table,

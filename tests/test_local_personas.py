@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from slime_openclaw.local import personas as P
-from slime_openclaw.local.dialogues import CORRECTION_HINT, StyleMix, simulate_session, styled_reply
-from slime_openclaw.local.scoring import answer_correct, has_ai_look, is_specific, preference_score
+from slime_openclaw.local.personal import personas as P
+from slime_openclaw.local.personal.dialogues import CORRECTION_HINT, StyleMix, simulate_session, styled_reply
+from slime_openclaw.local.personal.scoring import answer_correct, has_ai_look, is_specific, preference_score
 from slime_openclaw.signals.context import JudgeInput
 from slime_openclaw.signals.hints import CorrectionHintExtractor, explicit_correction
 from slime_openclaw.signals.rules import tool_outcome, user_rating

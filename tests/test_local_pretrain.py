@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 
 from slime_openclaw.chat.template import IM_END, ChatRenderer
-from slime_openclaw.local import personas as P
-from slime_openclaw.local.dialogues import StyleMix, hinted_dialogue, plain_dialogue, synthetic_dialogues
-from slime_openclaw.local.pretrain import (
+from slime_openclaw.local.personal import personas as P
+from slime_openclaw.local.personal.dialogues import (
+    StyleMix,
+    hinted_dialogue,
+    plain_dialogue,
+    synthetic_dialogues,
+)
+from slime_openclaw.local.personal.pretrain import (
     FAST_RECIPE,
     MANIFEST,
     PretrainRecipe,
@@ -132,7 +137,7 @@ def test_cli_refuses_bad_numbers() -> None:
     import argparse
 
     from slime_openclaw.errors import ConfigError
-    from slime_openclaw.local import pretrain
+    from slime_openclaw.local.personal import pretrain
 
     parser = argparse.ArgumentParser()
     pretrain.add_arguments(parser)

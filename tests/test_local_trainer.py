@@ -25,9 +25,9 @@ from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
 from slime_openclaw.errors import JournalError
 from slime_openclaw.journal.sqlite import SqliteJournal
-from slime_openclaw.local.checkpoint import STATE_FILE, latest_checkpoint
-from slime_openclaw.local.trainer import LocalTrainer, TrainerConfig
-from slime_openclaw.local.trainer_objective import batch_gradients, prepare, response_log_probs
+from slime_openclaw.local.training.checkpoint import STATE_FILE, latest_checkpoint
+from slime_openclaw.local.training.trainer import LocalTrainer, TrainerConfig
+from slime_openclaw.local.training.trainer_objective import batch_gradients, prepare, response_log_probs
 from slime_openclaw.types import (
     FinishReason,
     Method,

@@ -15,10 +15,10 @@ from helpers_model import tiny_model_path  # noqa: F401  (pytest fixture)
 
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError, EngineError
-from slime_openclaw.local import checkpoint as ckpt
-from slime_openclaw.local.trainer import TrainerConfig
-from slime_openclaw.local.trainer_objective import batch_gradients, prepare, unusable_reason
-from slime_openclaw.local.weight_sync import push_checkpoint
+from slime_openclaw.local.training import checkpoint as ckpt
+from slime_openclaw.local.training.trainer import TrainerConfig
+from slime_openclaw.local.training.trainer_objective import batch_gradients, prepare, unusable_reason
+from slime_openclaw.local.training.weight_sync import push_checkpoint
 from slime_openclaw.losses import StalenessPolicy, make_sum_of_sample_mean
 from slime_openclaw.slime import hooks
 from slime_openclaw.slime.logprobs import TorchBackend

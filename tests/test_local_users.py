@@ -22,8 +22,8 @@ from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.sqlite import SqliteJournal
-from slime_openclaw.local import personas as P
-from slime_openclaw.local.users import InteractionRecord, UserSettings, mean_scores, run_users
+from slime_openclaw.local.personal import personas as P
+from slime_openclaw.local.personal.users import InteractionRecord, UserSettings, mean_scores, run_users
 from slime_openclaw.types import NextStateKind
 from tests.gateway_fakes import running_gateway
 from tests.helpers_model import tiny_model_dir

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from slime_openclaw.journal.location import default_journal_path
-from slime_openclaw.local.demo import default_workdir
-from slime_openclaw.local.tiny_model import default_cache_root
+from slime_openclaw.local.demo.command import default_workdir
+from slime_openclaw.local.model.tiny_model import default_cache_root
 from slime_openclaw.paths import cache_dir, data_dir
 
 

@@ -14,14 +14,14 @@ from helpers_model import tiny_model_path, tiny_tokenizer  # noqa: F401  (fixtur
 from slime_openclaw import cli
 from slime_openclaw.chat.template import CHAT_TEMPLATE, CONTROL_TOKENS, TAG_TOKENS
 from slime_openclaw.errors import ConfigError
-from slime_openclaw.local import tiny_model
-from slime_openclaw.local.tiny_model import (
+from slime_openclaw.local.model import tiny_model
+from slime_openclaw.local.model.tiny_model import (
     TinyModelSpec,
     default_model_dir,
     ensure_default_model,
     make_tiny_model,
 )
-from slime_openclaw.local.tokenizer_corpus import synthetic_corpus
+from slime_openclaw.local.model.tokenizer_corpus import synthetic_corpus
 
 SMALL = TinyModelSpec(vocab_size=512, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,

@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_serve_until_stopped(args, args.engine_url, model))
         return 0
     if model is None:
-        from slime_openclaw.local.tiny_model import ensure_default_model
+        from slime_openclaw.local.model.tiny_model import ensure_default_model
 
         model = ensure_default_model()
     with embedded_engine(model, args.engine_max_running) as engine_url:

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from slime_openclaw.local.personas import AgentReply, Persona, Problem, ReactionKind, ToolCall
-from slime_openclaw.local.scoring import STUDENT, answer_correct, preference_score
+from slime_openclaw.local.personal.personas import AgentReply, Persona, Problem, ReactionKind, ToolCall
+from slime_openclaw.local.personal.scoring import STUDENT, answer_correct, preference_score
 from slime_openclaw.types import Message
 
 

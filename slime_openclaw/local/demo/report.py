@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from slime_openclaw.local.demo_loop import Live
+from slime_openclaw.local.demo.loop import Live
 
 SUMMARY_KEYS = ("method", "score_before", "score_after", "interactions", "train_steps", "weight_version",
                 "requests_served", "requests_failed", "turns_recorded", "samples_produced", "samples_lost")

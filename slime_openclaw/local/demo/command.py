@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from slime_openclaw.errors import ConfigError
-from slime_openclaw.local.demo_loop import METHOD_CHOICES, DemoSettings
+from slime_openclaw.local.demo.loop import METHOD_CHOICES, DemoSettings
 from slime_openclaw.paths import data_dir
 
 WORK_FILES = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "progress.json", "checkpoints",
@@ -106,7 +106,8 @@ def _say(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prepare, run (or continue) the loop, print the summary, write the curve and JSON."""
-    from slime_openclaw.local import demo_loop, demo_report
+    from slime_openclaw.local.demo import loop as demo_loop
+    from slime_openclaw.local.demo import report as demo_report
 
     settings = settings_from_args(args)
     from transformers.utils import logging as hf_logging

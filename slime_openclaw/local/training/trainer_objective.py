@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from slime_openclaw.engine.sampling import log_probs as convention_log_probs
-from slime_openclaw.local.trainer_config import TrainerConfig
+from slime_openclaw.local.training.trainer_config import TrainerConfig
 from slime_openclaw.losses import (
     masked_mean,
     ppo_clip_loss,

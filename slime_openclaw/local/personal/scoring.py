@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from slime_openclaw.local.personas import Problem
+    from slime_openclaw.local.personal.personas import Problem
 
 STUDENT, TEACHER, TOOL_USER = "student", "teacher", "tool_user"
 

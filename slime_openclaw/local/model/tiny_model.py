@@ -26,7 +26,7 @@ from typing import Any
 
 from slime_openclaw.chat.template import CHAT_TEMPLATE, CONTROL_TOKENS, IM_END, PAD_TOKEN, TAG_TOKENS
 from slime_openclaw.errors import ConfigError
-from slime_openclaw.local.tokenizer_corpus import synthetic_corpus
+from slime_openclaw.local.model.tokenizer_corpus import synthetic_corpus
 from slime_openclaw.paths import cache_dir
 
 FACTORY_VERSION = 2

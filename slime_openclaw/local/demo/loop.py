@@ -28,20 +28,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.journal.base import JournalStore
-from slime_openclaw.local.personas import Persona, default_personas
-from slime_openclaw.local.pretrain import PretrainRecipe, prepare_policy
-from slime_openclaw.local.users import InteractionRecord, UserSettings, run_users
+from slime_openclaw.local.personal.personas import Persona, default_personas
+from slime_openclaw.local.personal.pretrain import PretrainRecipe, prepare_policy
+from slime_openclaw.local.personal.users import InteractionRecord, UserSettings, run_users
+from slime_openclaw.local.training.methods import METHODS
 from slime_openclaw.types import TurnState
+
+if TYPE_CHECKING:
+    from slime_openclaw.local.training.trainer import LocalTrainer, TrainerConfig
+    from slime_openclaw.local.training.weight_sync import EngineAdmin
 
 PROGRESS_FILE = "progress.json"
 JOURNAL_FILE = "journal.sqlite"
 CHECKPOINTS = "checkpoints"
-METHOD_CHOICES = ("binary", "opd", "combine", "opd_topk")
+METHOD_CHOICES = METHODS
 TOPK = 8
 """Teacher top-K of ``opd_topk``."""
 SETTLE_TIMEOUT_S = 30.0
@@ -156,7 +161,7 @@ def eval_personas() -> tuple[Persona, ...]:
 
 def latest_checkpoint_dir(root: Path) -> Path | None:
     """The newest complete checkpoint under ``root``."""
-    from slime_openclaw.local.checkpoint import complete_checkpoints
+    from slime_openclaw.local.training.checkpoint import complete_checkpoints
 
     found = complete_checkpoints(root)
     return found[-1][1] if found else None
@@ -164,7 +169,7 @@ def latest_checkpoint_dir(root: Path) -> Path | None:
 
 async def evaluate(url: str, settings: DemoSettings, round_name: str) -> tuple[float, dict[str, float], int, int]:
     """One evaluation round (train off, fixed seeds): mean score, per persona, requests ok/failed."""
-    from slime_openclaw.local.users import mean_scores
+    from slime_openclaw.local.personal.users import mean_scores
 
     personas = eval_personas()
     user = UserSettings(train=False, max_tokens=settings.max_tokens, session_prefix=f"eval-{round_name}")
@@ -231,7 +236,7 @@ class _Runner:
         self.progress_path = settings.workdir / PROGRESS_FILE
         self.state = DemoState.load(self.progress_path, settings.method, settings.seed)
         self.live = Live(total=settings.interactions, state=self.state)
-        self.trainer: Any = None
+        self.trainer: LocalTrainer | None = None
 
     def _tick(self, phase: str | None = None) -> None:
         if phase is not None:
@@ -264,7 +269,7 @@ class _Runner:
     async def run(self, policy: Path) -> dict[str, Any]:
         from slime_openclaw.gateway.serve import embedded_engine
         from slime_openclaw.live import close_orphans, live_service, open_configured_journal
-        from slime_openclaw.local.trainer import TrainerConfig
+        from slime_openclaw.local.training.trainer import TrainerConfig
 
         s = self.settings
         restarted = self.progress_path.exists()
@@ -277,19 +282,20 @@ class _Runner:
             close_orphans(journal, idle_s=0.0)
         stop = asyncio.Event()
         trainer_task: asyncio.Task[int] | None = None
-        loading: asyncio.Future[Any] | None = None
+        warming: asyncio.Future[None] | None = None
         try:
             trainer_config = TrainerConfig.from_openclaw(
                 config, str(ckpt_root), batch_size=s.batch_size, lr=s.lr, wait_s=5.0, threads=1)
             serve_dir = latest_checkpoint_dir(ckpt_root) or policy
             self._tick("starting the engine")
-            loading = asyncio.get_running_loop().run_in_executor(None, _load_trainer, policy, journal, trainer_config)
-            with embedded_engine(serve_dir, max_running=16) as engine_url:  # blocks while the trainer loads
+            executor = asyncio.get_running_loop().run_in_executor
+            warming = executor(None, _import_trainer)  # overlaps the engine's start-up
+            with embedded_engine(serve_dir, max_running=16) as engine_url:  # blocks while the trainer's imports load
                 async with EngineClient(engine_url) as engine, \
                         live_service(config, engine_url=engine_url, tokenizer_dir=policy, journal=journal,
                                      port=0, poll_interval_s=0.1) as service:
-                    self.trainer = await loading
-                    self.trainer.engine = EngineClient(engine_url)
+                    await warming
+                    self.trainer = await executor(None, load_trainer, policy, journal, engine, trainer_config)
                     if restarted:
                         release_leases(journal, trainer_config.consumer)
                     trainer_task = asyncio.create_task(self.trainer.run(stop))
@@ -312,10 +318,8 @@ class _Runner:
                 trainer_task.cancel()
             if trainer_task is not None:
                 await asyncio.gather(trainer_task, return_exceptions=True)
-            if loading is not None:  # an engine that failed to start leaves the load running
-                await asyncio.gather(loading, return_exceptions=True)
-            if self.trainer is not None and self.trainer.engine is not None:
-                await self.trainer.engine.aclose()
+            if warming is not None:  # an engine that failed to start leaves the imports running
+                await asyncio.gather(warming, return_exceptions=True)
             self.state.elapsed_s += time.monotonic() - self.live.started
             self.state.save(self.progress_path)
             journal.close()
@@ -345,7 +349,7 @@ class _Runner:
             "score_before": self.state.score_before,
             "score_after": after,
             "interactions": self.state.interactions_done,
-            "train_steps": self.trainer.step_count,
+            "train_steps": self.trainer.step_count if self.trainer is not None else 0,
             "weight_version": served_version,
             "requests_served": self.state.requests_served,
             "requests_failed": self.state.requests_failed,
@@ -358,11 +362,19 @@ class _Runner:
         return summary
 
 
-def _load_trainer(policy: Path, journal: JournalStore, config: Any) -> Any:
-    """The local trainer at its newest checkpoint (no engine yet: the caller attaches it)."""
-    from slime_openclaw.local.trainer import LocalTrainer
+def _import_trainer() -> None:
+    """Import the trainer's heavy dependencies (torch, transformers) ahead of its construction."""
+    from transformers import AutoModelForCausalLM  # noqa: F401
 
-    trainer = LocalTrainer(policy, journal, None, config)
+    from slime_openclaw.local.training import trainer  # noqa: F401
+
+
+def load_trainer(policy: Path, journal: JournalStore, engine: EngineAdmin | None, config: TrainerConfig
+                 ) -> LocalTrainer:
+    """The local trainer of ``policy`` pushing into ``engine``, at its newest checkpoint (blocking)."""
+    from slime_openclaw.local.training.trainer import LocalTrainer
+
+    trainer = LocalTrainer(policy, journal, engine, config)
     trainer.resume()
     return trainer
 

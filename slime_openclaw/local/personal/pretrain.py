@@ -33,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from slime_openclaw.chat.template import IM_END, IM_START, ChatRenderer
-from slime_openclaw.local import personas as P
-from slime_openclaw.local.dialogues import CORRECTION_HINT, Dialogue, StyleMix, synthetic_dialogues
-from slime_openclaw.local.scoring import preference_score
-from slime_openclaw.local.tiny_model import (
+from slime_openclaw.local.model.tiny_model import (
     FACTORY_VERSION,
     TinyModelSpec,
     default_cache_root,
     ensure_default_model,
 )
+from slime_openclaw.local.personal import personas as P
+from slime_openclaw.local.personal.dialogues import CORRECTION_HINT, Dialogue, StyleMix, synthetic_dialogues
+from slime_openclaw.local.personal.scoring import preference_score
 from slime_openclaw.signals.teacher import add_hint
 
 PRETRAIN_VERSION = 1

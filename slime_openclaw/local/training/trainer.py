@@ -32,10 +32,15 @@ import torch
 
 from slime_openclaw.errors import EngineError, JournalError
 from slime_openclaw.journal.base import Journal
-from slime_openclaw.local import checkpoint as ckpt
-from slime_openclaw.local.trainer_config import METHODS, TrainerConfig
-from slime_openclaw.local.trainer_objective import TrainItem, batch_gradients, prepare, unusable_reason
-from slime_openclaw.local.weight_sync import EngineAdmin, push_checkpoint
+from slime_openclaw.local.training import checkpoint as ckpt
+from slime_openclaw.local.training.trainer_config import METHODS, TrainerConfig
+from slime_openclaw.local.training.trainer_objective import (
+    TrainItem,
+    batch_gradients,
+    prepare,
+    unusable_reason,
+)
+from slime_openclaw.local.training.weight_sync import EngineAdmin, push_checkpoint
 from slime_openclaw.types import TrainingSample
 
 log = logging.getLogger(__name__)

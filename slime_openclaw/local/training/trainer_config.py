@@ -14,12 +14,10 @@ from typing import Any
 
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError
-from slime_openclaw.local.weight_sync import PUSH_MODES, PushMode
+from slime_openclaw.local.training.methods import METHODS
+from slime_openclaw.local.training.weight_sync import PUSH_MODES, PushMode
 from slime_openclaw.losses import AdvantageConfig, StalenessPolicy
 from slime_openclaw.types import Method
-
-METHODS = ("binary", "opd", "opd_topk", "combine")
-"""Training methods of the local trainer (see trainer_objective.py)."""
 
 
 @dataclass(frozen=True)

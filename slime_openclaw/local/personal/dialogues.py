@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from slime_openclaw.local import personas as P
+from slime_openclaw.local.personal import personas as P
 from slime_openclaw.signals.teacher import HintPlacement, add_hint
 from slime_openclaw.types import Message
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from slime_openclaw.local import scoring
+from slime_openclaw.local.personal import scoring
 from slime_openclaw.types import Message
 
 STUDENT, TEACHER, TOOL_USER = scoring.STUDENT, scoring.TEACHER, scoring.TOOL_USER

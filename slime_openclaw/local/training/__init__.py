@@ -1,0 +1,1 @@
+"""The local trainer of the embedded default: objective, checkpoints, weight pushes into the engine."""
