@@ -85,6 +85,12 @@ class JournalError(OpenClawError):
     error_type = "journal_error"
 
 
+class TurnKeyCollision(JournalError):
+    """A turn was recorded under a key that already holds a different turn: the new one was not stored."""
+
+    error_type = "turn_key_collision"
+
+
 class ConfigError(OpenClawError):
     """Invalid configuration: unknown key, wrong type, missing path."""
 

@@ -61,6 +61,8 @@ class FinishReason(str, enum.Enum):
     STOP = "stop"
     LENGTH = "length"
     ABORT = "abort"
+    TOOL_CALLS = "tool_calls"
+    """The reply ended in tool calls (what the client was told; recorded, never reported by an engine)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ class NextState:
     """Why continuity failed, when it did."""
     observed_at: float = 0.0
     """Unix time the next state was seen."""
+    dropped_messages: int = 0
+    """Trailing messages of the turn's prompt the client no longer sent (per-request context
+    a client injects and does not keep, like OpenClaw's)."""
+    reply_dropped: bool = False
+    """The client's history went on from the turn's prompt without our reply (it discarded the
+    reply, e.g. mini-swe-agent on a format error): a strong sign the reply was bad."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,8 @@ class Turn:
     weight_versions: tuple[int, ...]
     """Weight version that produced each response token (changes across a weight update)."""
     finish_reason: FinishReason
-    """Why generation stopped (never ``abort``: aborted requests are resumed)."""
+    """Why the reply ended, as the client was told (``tool_calls`` for a reply that calls tools;
+    never ``abort``: aborted requests are resumed)."""
     response_message: Message
     """The assistant message we answered with, parsed from ``response_ids``."""
     sampling: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +123,12 @@ class Turn:
     """Unix time the answer was complete."""
     turn_id: str = ""
     """Stable id: ``f"{session_id}:{turn_index}"`` unless the store assigns one."""
+    client_key: str = ""
+    """The session key the client sent (``X-Session-Id``, ``metadata.session_id``,
+    ``prompt_cache_key`` or ``user``); empty for sessions matched by history."""
+    session_epoch: int = 0
+    """How many earlier sessions of ``client_key`` ended before this one started (a reused key
+    starts a new epoch, ``session_id`` = ``f"{client_key}#{epoch}"`` past the first)."""
 
     @property
     def key(self) -> str:

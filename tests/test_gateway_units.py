@@ -84,8 +84,8 @@ def _pending(key: str, history: list[dict], ids: list[int]) -> PendingTurn:
 
 def test_session_table_matches_by_history_and_ends_idle_sessions() -> None:
     table = SessionTable(ttl=10.0)
-    a, ended = table.assign([{"role": "user", "content": "hi"}], None, None, now=0.0)
-    assert a.matched_by == "new" and a.turn_index == 0 and not ended
+    a, ended = table.assign([{"role": "user", "content": "hi"}], "a", None, now=0.0)
+    assert (a.session_id, a.matched_by, a.turn_index, a.created) == ("a", "header", 0, True) and not ended
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     table.complete(a.session_id, _pending("k0", history, [1, 2, 3]), now=1.0)
     b, _ = table.assign([*history, {"role": "user", "content": "more"}], None, None, now=2.0)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from journal_factories import HINT, VERDICT, FakeClock, make_next_state, make_sample, make_turn
 
-from slime_openclaw.errors import JournalError
+from slime_openclaw.errors import JournalError, TurnKeyCollision
 from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.journal.retention import RetentionPolicy
@@ -72,6 +72,26 @@ def test_record_is_exact_and_idempotent(journal, clock):
     assert record.turn == dataclasses.replace(turn, created_at=clock.now)
     assert journal.get("nope:0") is None
     assert journal.stats().turns_by_state["served"] == 1
+
+
+def test_another_turn_under_a_recorded_key_is_a_collision_not_a_silent_drop(journal):
+    turn = make_turn("a", 0)
+    journal.record_turn(turn)
+    other = dataclasses.replace(turn, response_ids=(7, 7, 7), response_log_probs=(-1.0,) * 3, weight_versions=(0,) * 3)
+    with pytest.raises(TurnKeyCollision, match="a:0"):
+        journal.record_turn(other)
+    assert journal.get("a:0").turn.response_ids == turn.response_ids  # the first turn is intact
+    assert journal.stats().turns_by_state["served"] == 1
+
+
+def test_last_turn_for_client_key(journal):
+    assert journal.last_turn_for_client("k") is None
+    journal.record_turn(dataclasses.replace(make_turn("k", 0), client_key="k"))
+    journal.record_turn(make_turn("other", 0))
+    journal.record_turn(dataclasses.replace(make_turn("k#1", 0), client_key="k", session_epoch=1))
+    last = journal.last_turn_for_client("k")
+    assert last is not None and (last.turn.key, last.turn.client_key, last.turn.session_epoch) == ("k#1:0", "k", 1)
+    assert journal.last_turn_for_client("other") is None  # matched by history: no client key
 
 
 def test_next_state_moves_to_observed_once(journal):

@@ -83,6 +83,23 @@ def test_refuses_missing_foreign_and_newer_files(tmp_path):
         SqliteJournal(newer)
 
 
+def test_a_version_1_journal_migrates_and_keeps_its_turns(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    with SqliteJournal(path) as journal:
+        journal.record_turn(make_turn("old", 0))
+    conn = sqlite3.connect(path)  # back to the v1 layout: no client_key column
+    conn.execute("DROP INDEX turns_by_client_key")
+    conn.execute("ALTER TABLE turns DROP COLUMN client_key")
+    conn.execute("UPDATE schema_version SET version = 1")
+    conn.commit()
+    conn.close()
+    with SqliteJournal(path, create=False) as journal:
+        assert journal.schema_version == SCHEMA_VERSION
+        assert journal.get("old:0") is not None
+        journal.record_turn(dataclasses.replace(make_turn("k", 0), client_key="k"))
+        assert journal.last_turn_for_client("k").turn.key == "k:0"
+
+
 def test_two_connections_drain_exactly_once(tmp_path):
     path = tmp_path / "j.sqlite"
     with SqliteJournal(path) as journal:

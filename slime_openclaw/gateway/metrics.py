@@ -69,6 +69,8 @@ class GatewayMetrics:
     stream_errors: int = 0
     recorder_errors: int = 0
     """Recorder calls that raised (the answer was served; the turn may be missing)."""
+    turn_key_collisions: int = 0
+    """Turns not recorded because their key already held another turn (also in ``recorder_errors``)."""
 
     def render(self) -> str:
         """The exposition text."""
@@ -100,4 +102,6 @@ class GatewayMetrics:
         scalar("openclaw_gateway_overloaded_total", "counter", "Requests refused with 429.", self.overloaded)
         scalar("openclaw_gateway_stream_errors_total", "counter", "Streams ended by an error event.", self.stream_errors)
         scalar("openclaw_gateway_recorder_errors_total", "counter", "Recorder calls that failed.", self.recorder_errors)
+        scalar("openclaw_gateway_turn_key_collisions_total", "counter",
+               "Turns not recorded: their key already held another turn.", self.turn_key_collisions)
         return "\n".join(lines) + "\n"

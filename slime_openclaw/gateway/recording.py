@@ -24,13 +24,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from slime_openclaw.errors import RequestError
+from slime_openclaw.errors import RequestError, TurnKeyCollision
 from slime_openclaw.gateway.metrics import GatewayMetrics
-from slime_openclaw.gateway.sessions import Assignment, PendingTurn, SessionTable, next_state_for, session_end
+from slime_openclaw.gateway.sessions import (
+    Assignment,
+    PendingTurn,
+    SessionTable,
+    SessionTail,
+    next_state_for,
+    session_end,
+)
 from slime_openclaw.gateway.wire import ChatRequest
 from slime_openclaw.journal.base import TurnRecorder
 from slime_openclaw.journal.writer import JournalWriter, Write
-from slime_openclaw.types import FinishReason, Message, NextState, NextStateKind, Turn, TurnType
+from slime_openclaw.types import FinishReason, Message, NextState, NextStateKind, Turn, TurnState, TurnType
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,21 @@ class TurnBook:
 
     def __post_init__(self) -> None:
         self.writer = JournalWriter(self.recorder, self._on_result)
+        if self.sessions.tail_lookup is None:
+            self.sessions.tail_lookup = self._journal_tail
+
+    def _journal_tail(self, client_key: str) -> SessionTail | None:
+        """Where the journal says the key's last session stopped (after a restart, or long ago)."""
+        record = self.recorder.last_turn_for_client(client_key)
+        if record is None:
+            return None
+        turn = record.turn
+        pending = None
+        if turn.turn_type is TurnType.MAIN and turn.messages:
+            pending = PendingTurn.build(turn.key, (*turn.messages, turn.response_message),
+                                        turn.prompt_ids + turn.response_ids)
+        return SessionTail(turn.session_id, turn.session_epoch, turn.turn_index + 1, pending,
+                           observed=record.state is not TurnState.SERVED)
 
     def open(self, context: TurnContext, messages: Sequence[Message], prompt_ids: Sequence[int]) -> Assignment:
         """Assign the request to a session; attach the previous turn's next state, if any."""
@@ -145,6 +167,8 @@ class TurnBook:
             sampling=generated.sampling,
             model=request.model,
             created_at=now,
+            client_key=assignment.client_key,
+            session_epoch=assignment.epoch,
         )
         recorded = self._submit("record_turn", turn.key, lambda: self.recorder.record_turn(turn))
         if assignment.turn_type is TurnType.SIDE:
@@ -186,7 +210,11 @@ class TurnBook:
     def _on_result(self, write: Write, error: BaseException | None) -> None:
         """Count a journal write; a failure is logged (turn key only) and counted, never raised:
         the answer was served already."""
-        if error is not None:
+        if isinstance(error, TurnKeyCollision):
+            log.error("turn %s was NOT recorded: its key already holds another turn", write.turn_key)
+            self.metrics.recorder_errors += 1
+            self.metrics.turn_key_collisions += 1
+        elif error is not None:
             log.error("recorder.%s failed for turn %s", write.what, write.turn_key, exc_info=error)
             self.metrics.recorder_errors += 1
         elif write.what == "record_turn":

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -95,6 +95,24 @@ class PendingTurn:
 
 
 @dataclass(frozen=True)
+class SessionTail:
+    """Where the last session of a client key stopped: enough to resume it or start its next epoch."""
+
+    session_id: str
+    epoch: int
+    next_index: int
+    """The first turn index not taken yet in that session."""
+    pending: PendingTurn | None
+    """Its last main turn (to check whether a new request continues it)."""
+    observed: bool
+    """That turn already has a next state (its session end): resuming attaches none."""
+
+
+TailLookup = Callable[[str], "SessionTail | None"]
+"""Finds a client key's last recorded session (the journal, after a restart), or None."""
+
+
+@dataclass(frozen=True)
 class Assignment:
     """Where a request goes: its session, its turn index and type, and the turn it follows."""
 
@@ -105,6 +123,12 @@ class Assignment:
     """The session's last main turn, whose next state this request carries (main turns only)."""
     matched_by: str = "new"
     """``header``, ``body``, ``history`` or ``new``."""
+    client_key: str = ""
+    epoch: int = 0
+    reason: str = ""
+    """Why the request went to this session (ids and rules only, never text): for DEBUG logs."""
+    created: bool = False
+    """This request opened the session."""
 
 
 @dataclass
@@ -113,40 +137,58 @@ class _Session:
     last_seen: float
     next_index: int = 0
     pending: PendingTurn | None = None
+    client_key: str = ""
+    epoch: int = 0
 
 
 @dataclass
 class SessionTable:
-    """Open sessions, bounded in number and idle time. Not thread-safe: one event loop owns it."""
+    """Open sessions, bounded in number and idle time. Not thread-safe: one event loop owns it.
+
+    A session keyed by a client key is found by that key while open. Once it ended, the key's
+    next request resumes it where its history continues the last turn, and otherwise starts the
+    key's next epoch (a fresh session id): turn keys never repeat. Where each key stopped is
+    remembered for the last ``max_sessions`` ended keys, and looked up with ``tail_lookup``
+    (the journal) beyond that and after a restart.
+    """
 
     ttl: float = 1800.0
     """Seconds of inactivity after which a session ends."""
     max_sessions: int = 10_000
     """Open sessions kept at most; the least recently active ends first."""
+    tail_lookup: TailLookup | None = None
     _sessions: OrderedDict[str, _Session] = field(default_factory=OrderedDict)
     _by_history: dict[str, str] = field(default_factory=dict)
+    _by_key: dict[str, str] = field(default_factory=dict)
+    _ended: OrderedDict[str, SessionTail] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def assign(self, messages: Sequence[Message], explicit_id: str | None, turn_type: TurnType | None,
+    def assign(self, messages: Sequence[Message], client_key: str | None, turn_type: TurnType | None,
                now: float, *, matched_by: str = "header") -> tuple[Assignment, list[PendingTurn]]:
         """Resolve a request to a session and reserve its turn index.
 
         Returns the assignment and the pending turns of sessions that ended to make room.
         A main turn takes the session's pending turn (the caller attaches its next state).
         """
-        session = self._sessions.get(explicit_id) if explicit_id else None
-        how = matched_by if explicit_id else "history"
-        if session is None and not explicit_id:
+        ended: list[PendingTurn] = []
+        created = False
+        if client_key:
+            session, reason = self._keyed(client_key)
+            how = matched_by
+            if session is None:
+                session, reason = self._open_keyed(client_key, messages, now)
+                created = True
+        else:
             session_id = self._by_history.get(history_key(messages) or "")
             session = self._sessions.get(session_id) if session_id else None
-        ended: list[PendingTurn] = []
-        if session is None:
-            session = _Session(explicit_id or f"sess-{uuid.uuid4().hex[:20]}", now)
-            self._sessions[session.session_id] = session
+            how, reason = "history", "history continues the session's last turn"
+            if session is None:
+                session, how, reason = self._add(_Session(f"sess-{uuid.uuid4().hex[:20]}", now)), "new", "no match"
+                created = True
+        if created:
             ended = self._evict_over_capacity()
-            how = how if explicit_id else "new"
         self._touch(session, now)
         kind = turn_type or TurnType.MAIN
         previous = None
@@ -154,7 +196,35 @@ class SessionTable:
             previous = self._take_pending(session)
         index = session.next_index
         session.next_index += 1
-        return Assignment(session.session_id, index, kind, previous, how), ended
+        return Assignment(session.session_id, index, kind, previous, how, session.client_key, session.epoch,
+                          reason, created), ended
+
+    def _keyed(self, client_key: str) -> tuple[_Session | None, str]:
+        session_id = self._by_key.get(client_key)
+        return (self._sessions.get(session_id) if session_id else None), "open session of the client key"
+
+    def _open_keyed(self, client_key: str, messages: Sequence[Message], now: float) -> tuple[_Session, str]:
+        """Resume the key's ended session where the history continues it, else open its next epoch."""
+        tail = self._ended.pop(client_key, None)
+        if tail is None and self.tail_lookup is not None:
+            tail = self.tail_lookup(client_key)
+        if tail is None:
+            return self._add(_Session(client_key, now, client_key=client_key)), "first session of the client key"
+        if tail.pending is not None and next_state_for(tail.pending, messages, (), now, check_tokens=False).continuous:
+            session = _Session(tail.session_id, now, tail.next_index, None if tail.observed else tail.pending,
+                               client_key, tail.epoch)
+            if session.pending is not None:
+                self._by_history[session.pending.history_hash] = session.session_id
+            return self._add(session), f"resumes ended session {tail.session_id} at turn {tail.next_index}"
+        epoch = tail.epoch + 1
+        session = _Session(f"{client_key}#{epoch}", now, client_key=client_key, epoch=epoch)
+        return self._add(session), f"new epoch {epoch}: history does not continue ended session {tail.session_id}"
+
+    def _add(self, session: _Session) -> _Session:
+        self._sessions[session.session_id] = session
+        if session.client_key:
+            self._by_key[session.client_key] = session.session_id
+        return session
 
     def complete(self, session_id: str, pending: PendingTurn, now: float) -> PendingTurn | None:
         """A main turn was served: it becomes the session's pending turn.
@@ -174,9 +244,22 @@ class SessionTable:
     def end(self, session_id: str) -> PendingTurn | None:
         """End a session now (``X-Session-Done``); returns its pending turn, if any."""
         session = self._sessions.pop(session_id, None)
-        if session is None or session.pending is None:
+        if session is None:
             return None
-        return self._take_pending(session)
+        pending = self._take_pending(session) if session.pending is not None else None
+        if session.client_key:
+            self._retire(session, pending)
+        return pending
+
+    def _retire(self, session: _Session, last: PendingTurn | None) -> None:
+        """Remember where a keyed session stopped (bounded: the oldest memory goes first)."""
+        if self._by_key.get(session.client_key) == session.session_id:
+            del self._by_key[session.client_key]
+        self._ended[session.client_key] = SessionTail(session.session_id, session.epoch, session.next_index,
+                                                      last, observed=True)
+        self._ended.move_to_end(session.client_key)
+        while len(self._ended) > self.max_sessions:
+            self._ended.popitem(last=False)
 
     def expire(self, now: float) -> list[PendingTurn]:
         """End every session idle for longer than ``ttl``; returns their pending turns."""

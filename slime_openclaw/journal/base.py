@@ -86,7 +86,12 @@ class TurnRecorder(Protocol):
     """What the gateway needs: record served turns and attach next states."""
 
     def record_turn(self, turn: Turn) -> None:
-        """Durably record a served turn (state SERVED). Idempotent on ``turn.key``."""
+        """Durably record a served turn (state SERVED). Idempotent on ``turn.key`` for the same
+        turn; a different turn under a recorded key raises ``TurnKeyCollision``."""
+        ...
+
+    def last_turn_for_client(self, client_key: str) -> TurnRecord | None:
+        """The turn recorded last under a client's session key (where a reused key resumes)."""
         ...
 
     def attach_next_state(self, turn_key: str, next_state: NextState) -> None:

@@ -99,6 +99,8 @@ def turn_meta(turn: Turn) -> dict[str, Any]:
         "sampling": turn.sampling,
         "model": turn.model,
         "turn_id": turn.turn_id,
+        "client_key": turn.client_key,
+        "session_epoch": turn.session_epoch,
     }
 
 
@@ -135,6 +137,8 @@ def turn_from_json(data: dict[str, Any]) -> Turn:
         model=data.get("model", ""),
         created_at=float(data.get("created_at", 0.0)),
         turn_id=data.get("turn_id", ""),
+        client_key=data.get("client_key", ""),
+        session_epoch=int(data.get("session_epoch", 0)),
     )
 
 
@@ -148,6 +152,8 @@ def next_state_to_json(state: NextState | None) -> dict[str, Any] | None:
         "continuous": state.continuous,
         "break_reason": state.break_reason,
         "observed_at": state.observed_at,
+        "dropped_messages": state.dropped_messages,
+        "reply_dropped": state.reply_dropped,
     }
 
 
@@ -161,6 +167,8 @@ def next_state_from_json(data: dict[str, Any] | None) -> NextState | None:
         continuous=bool(data.get("continuous", True)),
         break_reason=data.get("break_reason"),
         observed_at=float(data.get("observed_at", 0.0)),
+        dropped_messages=int(data.get("dropped_messages", 0)),
+        reply_dropped=bool(data.get("reply_dropped", False)),
     )
 
 

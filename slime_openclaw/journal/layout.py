@@ -23,7 +23,7 @@ Row = sqlite3.Row
 
 TURN_WRITE = (
     "turn_key", "session_id", "turn_index", "created_at", "meta", "prompt_ids", "response_ids",
-    "response_log_probs", "weight_versions", "updated_at", "state",
+    "response_log_probs", "weight_versions", "updated_at", "state", "client_key",
 )
 """The columns ``record_turn`` writes (the rest start NULL)."""
 TURN_READ = (
@@ -90,6 +90,7 @@ def turn_row(turn: Turn, now: float) -> dict[str, Any]:
         "weight_versions": codec.pack_ints(turn.weight_versions),
         "updated_at": now,
         "state": TurnState.SERVED.value,
+        "client_key": turn.client_key or None,
     }
 
 

@@ -66,6 +66,7 @@ class MemoryJournal:
         self._turns: dict[str, _TurnEntry] = {}
         self._samples: dict[str, _SampleEntry] = {}
         self._by_turn: dict[str, list[str]] = {}
+        self._by_client: dict[str, str] = {}
         self._last_purge = 0.0
 
     def _state(self, turn_key: str) -> str | None:
@@ -79,14 +80,26 @@ class MemoryJournal:
     # -- TurnRecorder ---------------------------------------------------------------------
 
     def record_turn(self, turn: Turn) -> None:
-        """Record a served turn as SERVED; a second call with the same key changes nothing."""
+        """Record a served turn as SERVED; the same turn again changes nothing, another turn
+        under the same key raises ``TurnKeyCollision``."""
         with self._lock:
-            if turn.key not in self._turns:
-                now = self._clock()
-                if not turn.created_at:
-                    turn = dataclasses.replace(turn, created_at=now)
-                record = TurnRecord(turn=turn, state=TurnState.SERVED, updated_at=now)
-                self._turns[turn.key] = _TurnEntry(record, next(self._seq))
+            existing = self._turns.get(turn.key)
+            if existing is not None:
+                rules.check_turn_replay(turn.key, _same_turn(existing.record.turn, turn))
+                return
+            now = self._clock()
+            if not turn.created_at:
+                turn = dataclasses.replace(turn, created_at=now)
+            record = TurnRecord(turn=turn, state=TurnState.SERVED, updated_at=now)
+            self._turns[turn.key] = _TurnEntry(record, next(self._seq))
+            if turn.client_key:
+                self._by_client[turn.client_key] = turn.key
+
+    def last_turn_for_client(self, client_key: str) -> TurnRecord | None:
+        """The turn recorded last under this client session key, or None."""
+        with self._lock:
+            entry = self._turns.get(self._by_client.get(client_key, ""))
+            return None if entry is None else entry.record
 
     def attach_next_state(self, turn_key: str, next_state: NextState) -> None:
         """SERVED -> OBSERVED with the next state; the first next state attached wins."""
@@ -289,13 +302,20 @@ class MemoryJournal:
                 if e.record.state.value in rules.TERMINAL_TURN_STATES and e.record.updated_at < cutoff
             ]
             for key in old:
-                del self._turns[key]
+                client_key = self._turns.pop(key).record.turn.client_key
+                if self._by_client.get(client_key) == key:
+                    del self._by_client[client_key]
                 for sample_id in self._by_turn.pop(key, ()):
                     del self._samples[sample_id]
             return len(old)
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _same_turn(a: Turn, b: Turn) -> bool:
+    return (a.session_id, a.turn_index, a.prompt_ids, a.response_ids) == (
+        b.session_id, b.turn_index, tuple(b.prompt_ids), tuple(b.response_ids))
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:

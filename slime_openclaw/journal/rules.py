@@ -17,7 +17,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slime_openclaw.errors import JournalError
+from slime_openclaw.errors import JournalError, TurnKeyCollision
 from slime_openclaw.types import TrainingSample, TurnState
 
 
@@ -182,3 +182,10 @@ def check_sample_source(turn_key: str, session_id: str, turn_index: int, sample:
         raise JournalError(
             f"sample for turn {turn_key!r} names session {sample.session_id!r} turn {sample.turn_index}"
         )
+
+
+def check_turn_replay(turn_key: str, same: bool) -> None:
+    """A second ``record_turn`` on ``turn_key``: harmless when it is the same turn (a retried
+    write), a ``TurnKeyCollision`` when it is another one (it would be lost silently)."""
+    if not same:
+        raise TurnKeyCollision(f"turn {turn_key!r} is already recorded with different content; the new turn was not stored")

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from slime_openclaw.errors import JournalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_CLIENT_KEY_INDEX = "CREATE INDEX turns_by_client_key ON turns(client_key, seq) WHERE client_key IS NOT NULL"
 
 _TABLES = (
     """CREATE TABLE turns (
@@ -38,9 +40,11 @@ _TABLES = (
         hint TEXT,
         discard_reason TEXT,
         updated_at REAL NOT NULL,
-        state TEXT NOT NULL
+        state TEXT NOT NULL,
+        client_key TEXT  -- the session key the client sent (NULL: matched by history)
     )""",
     "CREATE INDEX turns_by_state ON turns(state, seq)",
+    _CLIENT_KEY_INDEX,
     """CREATE TABLE samples (
         seq INTEGER PRIMARY KEY,
         sample_id TEXT NOT NULL UNIQUE,
@@ -70,7 +74,10 @@ _TABLES = (
 )
 
 # Migrations from version N to N+1, applied in order inside one transaction.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # v2: the client's session key, so a reused key finds where its last session stopped.
+    1: ("ALTER TABLE turns ADD COLUMN client_key TEXT", _CLIENT_KEY_INDEX),
+}
 
 
 def connect(path: str, *, busy_timeout_seconds: float, synchronous: str) -> sqlite3.Connection:

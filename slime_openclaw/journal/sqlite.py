@@ -107,13 +107,27 @@ class SqliteJournal:
     # -- TurnRecorder: the serving path ---------------------------------------------------
 
     def record_turn(self, turn: Turn) -> None:
-        """Record a served turn as SERVED; a second call with the same key changes nothing."""
+        """Record a served turn as SERVED; the same turn again changes nothing, another turn
+        under the same key raises ``TurnKeyCollision`` (nothing is overwritten)."""
         try:
             row = layout.turn_row(turn, self._clock())
         except (TypeError, ValueError) as exc:
             raise JournalError(f"turn {turn.key!r} is not JSON-serializable: {exc}") from exc
         with self._tx.write() as conn:
-            conn.execute(_INSERT_TURN, row)
+            if not conn.execute(_INSERT_TURN, row).rowcount:
+                existing = conn.execute(
+                    "SELECT session_id, turn_index, prompt_ids, response_ids FROM turns WHERE turn_key = ?",
+                    (turn.key,),
+                ).fetchone()
+                same = tuple(existing) == (row["session_id"], row["turn_index"], row["prompt_ids"], row["response_ids"])
+                rules.check_turn_replay(turn.key, same)
+
+    def last_turn_for_client(self, client_key: str) -> TurnRecord | None:
+        """The turn recorded last under this client session key, or None (one indexed read)."""
+        rows = self._tx.read(
+            f"SELECT {layout.TURN_COLS} FROM turns WHERE client_key = ? ORDER BY seq DESC LIMIT 1", (client_key,)
+        )
+        return layout.turn_record(rows[0]) if rows else None
 
     def attach_next_state(self, turn_key: str, next_state: NextState) -> None:
         """SERVED -> OBSERVED with the next state; the first next state attached wins."""
