@@ -4,7 +4,10 @@
 - ``EngineError``: the inference engine failed or is unreachable -> 502/503 (SDKs retry).
 - ``OverloadedError``: back-pressure -> 429 with ``Retry-After``.
 - ``JudgeError``: a judge or hint call failed -> recorded on the turn, never raised to a client.
-- ``JournalError``: the durable store refused a write -> 500, and the turn stays where it was.
+- ``UnavailableError``: a part the gateway needs is down for now (the journal cannot commit,
+  the engine child is restarting) -> 503 with ``Retry-After``.
+- ``JournalError``: the durable store refused a write -> 500, and the turn stays where it was;
+  ``JournalStorageError`` when its storage failed (disk full, I/O error): that passes.
 - ``ConfigError``: bad configuration -> one-line message and exit code 2 from the CLI.
 """
 
@@ -73,6 +76,18 @@ class EngineError(OpenClawError):
     code = "engine_unavailable"
 
 
+class UnavailableError(OpenClawError):
+    """Something the answer needs is down for now; the client should retry after ``retry_after`` seconds."""
+
+    status = 503
+    error_type = "server_error"
+    code = "unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float = 1.0):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class JudgeError(OpenClawError):
     """A judge, hint or teacher call failed; recorded on the turn, never shown to a client."""
 
@@ -89,6 +104,11 @@ class TurnKeyCollision(JournalError):
     """A turn was recorded under a key that already holds a different turn: the new one was not stored."""
 
     error_type = "turn_key_collision"
+
+
+class JournalStorageError(JournalError):
+    """The journal's storage refused a write (disk full, I/O error, locked past the busy timeout):
+    nothing was written, and the same write may succeed later."""
 
 
 class ConfigError(OpenClawError):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
 from journal_factories import make_next_state, make_turn
 
-from slime_openclaw.errors import JournalError
+from slime_openclaw.errors import JournalError, JournalStorageError
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.journal.sqlite import SqliteJournal
 from slime_openclaw.journal.writer import JournalWriter, Write
@@ -53,7 +54,7 @@ async def test_writes_of_one_loop_iteration_apply_in_order_in_one_transaction(tm
             futures.append(writer.submit(Write("attach_next_state", turn.key,
                                                lambda t=turn: journal.attach_next_state(t.key, make_next_state()))))
         assert journal.get(turns[0].key) is None  # nothing written before the loop runs again
-        assert [await f for f in futures] == [True] * 120
+        assert [await f for f in futures] == [None] * 120
         assert [(w, k) for w, k, _ in results] == [(w, t.key) for t in turns for w in ("record_turn",
                                                                                        "attach_next_state")]
         assert writer.batches == 2  # 120 writes, at most 100 per transaction
@@ -71,7 +72,7 @@ async def test_a_failed_write_is_reported_and_the_others_still_commit(tmp_path):
         good = make_turn("s", 0)
         ok = writer.submit(Write("record_turn", good.key, lambda: journal.record_turn(good)))
         bad = writer.submit(Write("record_turn", "s:1", broken))
-        assert (await ok, await bad) == (True, False)
+        assert await ok is None and str(await bad) == "disk full"
         assert errors[good.key] is None and isinstance(errors["s:1"], JournalError)
         assert journal.get(good.key) is not None
         assert writer.batches == 1
@@ -103,7 +104,7 @@ async def test_a_failed_commit_fails_every_write_of_the_batch(tmp_path):
     writer = JournalWriter(journal, lambda w, e: None)
     turns = [make_turn("s", i) for i in range(3)]
     futures = [writer.submit(Write("record_turn", t.key, lambda t=t: journal.record_turn(t))) for t in turns]
-    assert [await f for f in futures] == [False] * 3
+    assert [str(await f) for f in futures] == ["commit failed"] * 3
 
 
 async def test_recorders_without_batch_are_called_inline():
@@ -113,6 +114,25 @@ async def test_recorders_without_batch_are_called_inline():
     assert not writer.batched
     turn = make_turn("s", 0)
     done = writer.submit(Write("record_turn", turn.key, lambda: journal.record_turn(turn)))
-    assert done.done() and done.result() is True
+    assert done.done() and done.result() is None
     assert journal.get(turn.key) is not None and outcomes == [None]
     await writer.flush()
+
+
+async def test_sqlite_full_in_a_batch_reports_exactly_what_committed(tmp_path):
+    """SQLITE_FULL (SQLite's page limit) in the middle of a batch: a write reported committed is
+    in the journal and a write reported failed is not, whether SQLite rolled back one statement
+    or the whole transaction."""
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+        journal._conn.execute(f"PRAGMA max_page_count = {pages + 3}")
+        writer = JournalWriter(journal, lambda w, e: None)
+        small = [make_turn("s", i) for i in range(3)]
+        big = dataclasses.replace(make_turn("s", 3), prompt_ids=tuple(range(20_000)))
+        futures = [writer.submit(Write("record_turn", t.key, lambda t=t: journal.record_turn(t)))
+                   for t in [small[0], big, small[1], small[2]]]
+        outcomes = [await f for f in futures]
+        assert isinstance(outcomes[1], JournalStorageError)
+        for turn, outcome in zip([small[0], big, small[1], small[2]], outcomes, strict=True):
+            assert (journal.get(turn.key) is not None) == (outcome is None)
+        assert journal._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -129,12 +129,17 @@ class _Gateway:
             healthy = await asyncio.wait_for(self.deps.engine.health(), self.config.health_timeout)
         except (OpenClawError, OSError, asyncio.TimeoutError):
             healthy = False
-        body = {"status": "ok" if healthy else "engine_unavailable", "engine": healthy,
+        journal = self.book.health.check()
+        status = "ok" if healthy and journal else "engine_unavailable" if not healthy else "journal_failing"
+        body = {"status": status, "engine": healthy, "journal": journal,
                 "in_flight": self.metrics.in_flight, "sessions_open": len(self.book.sessions)}
-        return web.json_response(body, status=200 if healthy else 503)
+        if not journal:
+            body["journal_error"] = self.book.health.error
+        return web.json_response(body, status=200 if status == "ok" else 503)
 
     async def metrics_text(self, http: web.Request) -> web.StreamResponse:
         self.metrics.sessions_open = len(self.book.sessions)
+        self.metrics.journal_ok = int(self.book.health.ok)
         return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
@@ -166,8 +171,9 @@ def _endpoint(http: web.Request) -> str:
 
 def _error_response(error: OpenClawError) -> web.Response:
     headers = {}
-    if isinstance(error, OverloadedError):
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    retry_after = getattr(error, "retry_after", None)  # 429 overloaded, 503 unavailable
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
     return web.json_response(error.to_openai(), status=error.status, headers=headers)
 
 

@@ -9,7 +9,9 @@ headers are sent only once the engine produced its first tokens, so an engine th
 still gets a plain 502. Errors after that point end the stream with an SSE ``error`` event
 and ``[DONE]``.
 The turn is recorded before the final chunk leaves, so a client's next request always
-finds it.
+finds it; when it cannot be recorded the client gets an error instead of the final chunk
+(an SSE ``error`` event before ``[DONE]``) or instead of the answer (503 with ``Retry-After``
+when the journal's storage is failing).
 
 Request validation is gateway/wire.py, response shapes gateway/responses.py, sessions
 and recording gateway/recording.py.
@@ -68,8 +70,8 @@ class _Exchange:
     trimmer: R.StopTrimmer
     chunks: R.ChunkEncoder
     seen_first: bool = False
-    recorded: asyncio.Future[bool] | None = None
-    """Resolves once the turn is in the journal (set by ``_finish``)."""
+    recorded: asyncio.Future[BaseException | None] | None = None
+    """Resolves once the turn is in the journal (None) or failed (set by ``_finish``)."""
 
 
 @dataclass
@@ -220,11 +222,15 @@ class ChatService:
                  len(gen.output_ids), gen.resumes, self.monotonic() - ex.started)
         return message
 
-    @staticmethod
-    async def _recorded(ex: _Exchange) -> None:
-        """Wait until the turn is in the journal: the client's next request, and a crash, find it there."""
-        if ex.recorded is not None:
-            await ex.recorded
+    async def _recorded(self, ex: _Exchange) -> None:
+        """Wait until the turn is in the journal: the client's next request, and a crash, find it there.
+
+        Raises the client's error when it could not be recorded: the answer is withheld.
+        """
+        error = None if ex.recorded is None else await ex.recorded
+        if error is not None:
+            self.metrics.unrecorded += 1
+            raise self.book.health.unrecorded(error)
 
     def _client_finish(self, ex: _Exchange, message: Message) -> str:
         assert ex.generation.finish_reason is not None

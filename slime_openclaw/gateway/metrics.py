@@ -68,9 +68,13 @@ class GatewayMetrics:
     overloaded: int = 0
     stream_errors: int = 0
     recorder_errors: int = 0
-    """Recorder calls that raised (the answer was served; the turn may be missing)."""
+    """Recorder calls that raised."""
     turn_key_collisions: int = 0
     """Turns not recorded because their key already held another turn (also in ``recorder_errors``)."""
+    unrecorded: int = 0
+    """Answers withheld (error to the client) because their turn could not be recorded."""
+    journal_ok: int = 1
+    """1 while the journal can record, 0 while its storage is failing."""
 
     def render(self) -> str:
         """The exposition text."""
@@ -104,4 +108,8 @@ class GatewayMetrics:
         scalar("openclaw_gateway_recorder_errors_total", "counter", "Recorder calls that failed.", self.recorder_errors)
         scalar("openclaw_gateway_turn_key_collisions_total", "counter",
                "Turns not recorded: their key already held another turn.", self.turn_key_collisions)
+        scalar("openclaw_gateway_unrecorded_total", "counter", "Answers withheld: their turn could not be recorded.",
+               self.unrecorded)
+        scalar("openclaw_gateway_journal_ok", "gauge", "1 while the journal can record, 0 while it is failing.",
+               self.journal_ok)
         return "\n".join(lines) + "\n"

@@ -10,9 +10,10 @@ are served but never reach this module's recorder.
 
 Journal writes go through ``JournalWriter`` (journal/writer.py): in order, those of one
 loop iteration in one SQLite transaction; ``close`` hands back what resolves once the
-turn is recorded, and the chat service awaits it before an answer's final chunk. A recorder
-failure is logged (turn key only, never text) and counted; it never fails a request that was
-already answered by the engine.
+turn is recorded (None) or what failed, and the chat service awaits it before an answer's
+final chunk: an answer whose turn could not be recorded is not delivered as a success. A
+recorder failure is logged (turn key only, never text) and counted; storage failures mark the
+journal failing (gateway/journal_health.py) until a write commits again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from slime_openclaw.errors import RequestError, TurnKeyCollision
+from slime_openclaw.errors import JournalError, RequestError, TurnKeyCollision
+from slime_openclaw.gateway.journal_health import JournalHealth
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.sessions import (
     Assignment,
@@ -111,9 +113,11 @@ class TurnBook:
     check_token_continuity: bool = False
     """Require the previous prompt + response ids to prefix the new prompt ids."""
     writer: JournalWriter = field(init=False)
+    health: JournalHealth = field(init=False)
 
     def __post_init__(self) -> None:
         self.writer = JournalWriter(self.recorder, self._on_result)
+        self.health = JournalHealth(self.recorder)
         if self.sessions.tail_lookup is None:
             self.sessions.tail_lookup = self._journal_tail
 
@@ -131,7 +135,11 @@ class TurnBook:
                            observed=record.state is not TurnState.SERVED)
 
     def open(self, context: TurnContext, messages: Sequence[Message], prompt_ids: Sequence[int]) -> Assignment:
-        """Assign the request to a session; attach the previous turn's next state, if any."""
+        """Assign the request to a session; attach the previous turn's next state, if any.
+
+        Raises 503 ``journal_unavailable`` first when the journal cannot record now.
+        """
+        self.health.require()
         now = self.clock()
         self._end_all(self.sessions.expire(now), now)
         assignment, ended = self.sessions.assign(
@@ -146,10 +154,11 @@ class TurnBook:
         return assignment
 
     def close(self, assignment: Assignment, request: ChatRequest, generated: GeneratedTurn,
-              *, session_done: bool) -> asyncio.Future[bool]:
+              *, session_done: bool) -> asyncio.Future[BaseException | None]:
         """Record the served turn; it becomes the session's pending turn (main) or is discarded (side).
 
-        Returns what resolves once the record is in the journal (True) or failed (False).
+        Returns what resolves once the record is in the journal (None) or failed (the error);
+        a turn that failed ends its session (nothing may follow a turn the journal lacks).
         """
         now = self.clock()
         turn = Turn(
@@ -171,6 +180,7 @@ class TurnBook:
             session_epoch=assignment.epoch,
         )
         recorded = self._submit("record_turn", turn.key, lambda: self.recorder.record_turn(turn))
+        recorded.add_done_callback(lambda done: self._unrecorded(done, assignment.session_id, turn.key))
         if assignment.turn_type is TurnType.SIDE:
             self._submit("discard", turn.key, lambda: self.recorder.discard(turn.key, "side turn"))
         else:
@@ -204,20 +214,35 @@ class TurnBook:
         label = "break" if not state.continuous else state.kind.value
         self._submit("attach_next_state", turn_key, lambda: self.recorder.attach_next_state(turn_key, state), label)
 
-    def _submit(self, what: str, turn_key: str, call: Callable[[], None], label: str = "") -> asyncio.Future[bool]:
+    def _unrecorded(self, done: asyncio.Future[BaseException | None], session_id: str, turn_key: str) -> None:
+        """End the session of a turn that could not be recorded (a pending turn of another request is closed)."""
+        if done.result() is None:
+            return
+        ended = self.sessions.end(session_id)
+        if ended is not None and ended.turn_key != turn_key:
+            self._end_all([ended], self.clock())
+        self.metrics.sessions_open = len(self.sessions)
+
+    def _submit(self, what: str, turn_key: str, call: Callable[[], None],
+                label: str = "") -> asyncio.Future[BaseException | None]:
         return self.writer.submit(Write(what, turn_key, call, label))
 
     def _on_result(self, write: Write, error: BaseException | None) -> None:
-        """Count a journal write; a failure is logged (turn key only) and counted, never raised:
-        the answer was served already."""
+        """Count a journal write; a failure is logged (turn key only) and counted, and the
+        journal's health follows (the chat service learns of a failed record from its future)."""
         if isinstance(error, TurnKeyCollision):
             log.error("turn %s was NOT recorded: its key already holds another turn", write.turn_key)
             self.metrics.recorder_errors += 1
             self.metrics.turn_key_collisions += 1
-        elif error is not None:
-            log.error("recorder.%s failed for turn %s", write.what, write.turn_key, exc_info=error)
+            return
+        if error is not None:
+            log.error("recorder.%s failed for turn %s: %s", write.what, write.turn_key, error,
+                      exc_info=None if isinstance(error, JournalError) else error)
             self.metrics.recorder_errors += 1
-        elif write.what == "record_turn":
+            self.health.failed(error)
+            return
+        self.health.succeeded()
+        if write.what == "record_turn":
             self.metrics.turns_recorded += 1
         elif write.what == "attach_next_state":
             self.metrics.next_states[write.label] += 1

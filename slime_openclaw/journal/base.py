@@ -102,6 +102,11 @@ class TurnRecorder(Protocol):
         """Move a turn to the terminal DISCARDED state with a reason."""
         ...
 
+    def check_writable(self) -> None:
+        """Raise ``JournalStorageError`` unless a write could be committed now (the gateway asks
+        while its journal is failing, to find out when it can record again)."""
+        ...
+
 
 class Journal(TurnRecorder, Protocol):
     """The full journal: signal workers and trainers use this."""

@@ -101,6 +101,9 @@ class MemoryJournal:
             entry = self._turns.get(self._by_client.get(client_key, ""))
             return None if entry is None else entry.record
 
+    def check_writable(self) -> None:
+        """Memory is always writable (nothing to probe)."""
+
     def attach_next_state(self, turn_key: str, next_state: NextState) -> None:
         """SERVED -> OBSERVED with the next state; the first next state attached wins."""
         with self._lock:

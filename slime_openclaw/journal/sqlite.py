@@ -17,13 +17,14 @@ and background checkpoints (journal/checkpoint.py).
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from slime_openclaw.errors import JournalError
+from slime_openclaw.errors import JournalError, JournalStorageError
 from slime_openclaw.journal import codec, layout, leases, purge, rules, schema
 from slime_openclaw.journal import retention as scrubbing
 from slime_openclaw.journal.base import JournalStats, SampleRecord, TurnRecord
@@ -35,6 +36,10 @@ from slime_openclaw.types import Hint, NextState, TrainingSample, Turn, TurnStat
 
 _INSERT_TURN = layout.insert_sql("turns", layout.TURN_WRITE, verb="INSERT OR IGNORE")
 _INSERT_SAMPLE = layout.insert_sql("samples", layout.SAMPLE_WRITE)
+MIN_FREE_BYTES = 1 << 20
+"""``check_writable`` counts a filesystem with less free space than this as full."""
+MIN_FREE_PAGES = 64
+"""... and a journal within this many pages of its ``max_page_count`` as at its size limit."""
 
 
 class SqliteJournal:
@@ -166,6 +171,23 @@ class SqliteJournal:
                 turn_key,
             ),
         )
+
+    def check_writable(self) -> None:
+        """Raise ``JournalStorageError`` unless a write can be committed now: room on the
+        filesystem (``MIN_FREE_BYTES``) and under SQLite's page limit, and a probe commit
+        (the header's ``user_version``) that goes through."""
+        if self.path != ":memory:":
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+            if free < MIN_FREE_BYTES:
+                raise JournalStorageError(f"journal filesystem is full ({free} bytes free)")
+        with self._tx.write() as conn:
+            page_count = conn.execute("PRAGMA page_count").fetchone()[0]
+            limit = conn.execute("PRAGMA max_page_count").fetchone()[0]
+            free_pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if limit - page_count + free_pages < MIN_FREE_PAGES:
+                raise JournalStorageError(f"journal is at its size limit ({page_count} of {limit} pages)")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {1 - version if version in (0, 1) else version}")
 
     # -- signal workers -------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """The SQLite journal's connection and its transactions: one connection per process, shared
 behind a lock, writes under ``BEGIN IMMEDIATE``, and batches of writes with one commit.
 
-Every ``sqlite3.Error`` leaves here as ``JournalError``; a failed write is rolled back before
-it does (a failed write inside a batch rolls back its own savepoint only). Nothing here knows
+Every ``sqlite3.Error`` leaves here as ``JournalError`` (``JournalStorageError`` when the
+storage failed: disk full, I/O error, busy); a failed write is rolled back before it does. A
+failed write inside a batch rolls back its own savepoint only, unless SQLite rolled back the
+whole transaction (it may, on a full disk or an I/O error): then every later write of the
+batch fails too, and the batch commits nothing. Nothing here knows
 the journal's tables (journal/schema.py) or queries (journal/sqlite.py and its helpers).
 """
 
@@ -14,7 +17,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from slime_openclaw.errors import JournalError
+from slime_openclaw.errors import JournalError, JournalStorageError
+
+
+def journal_error(what: str, exc: sqlite3.Error) -> JournalError:
+    """``exc`` as the journal's error: storage failures (``OperationalError``) can pass, the rest cannot."""
+    kind = JournalStorageError if isinstance(exc, sqlite3.OperationalError) else JournalError
+    return kind(f"{what}: {exc}")
 
 
 class Transactions:
@@ -25,6 +34,8 @@ class Transactions:
         self.conn = conn
         self._lock = threading.RLock()
         self._batching = False
+        self._aborted: JournalError | None = None
+        """Set when SQLite rolled back the batch's transaction under it."""
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -40,6 +51,9 @@ class Transactions:
                 yield
             finally:
                 self._batching = False
+            aborted, self._aborted = self._aborted, None
+            if aborted is not None:
+                raise aborted
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -58,7 +72,7 @@ class Transactions:
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise JournalError(f"journal read failed: {exc}") from exc
+                raise journal_error("journal read failed", exc) from exc
 
     def close(self) -> None:
         """Close the connection (waits for a write in progress)."""
@@ -68,16 +82,29 @@ class Transactions:
     @contextmanager
     def _savepoint(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
+        if self._aborted is not None:
+            raise self._aborted
         conn.execute("SAVEPOINT write")
         try:
             yield conn
-        except BaseException as exc:
-            conn.execute("ROLLBACK TO write")
             conn.execute("RELEASE write")
+        except BaseException as exc:
+            self._undo_savepoint(conn)
             if isinstance(exc, sqlite3.Error):
-                raise JournalError(f"journal write failed: {exc}") from exc
+                raise journal_error("journal write failed", exc) from exc
             raise
-        conn.execute("RELEASE write")
+
+    def _undo_savepoint(self, conn: sqlite3.Connection) -> None:
+        """Roll back the failed write alone, or note that SQLite rolled back the whole batch."""
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+                return
+            except sqlite3.Error as exc:
+                self._aborted = journal_error("journal transaction failed", exc)
+                return
+        self._aborted = JournalStorageError("journal transaction rolled back by SQLite (disk full or I/O error)")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -86,7 +113,7 @@ class Transactions:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise JournalError(f"journal busy or unavailable: {exc}") from exc
+                raise journal_error("journal busy or unavailable", exc) from exc
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -94,5 +121,5 @@ class Transactions:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise JournalError(f"journal write failed: {exc}") from exc
+                    raise journal_error("journal write failed", exc) from exc
                 raise

@@ -13,9 +13,9 @@ every ``sys.getswitchinterval()``, 5 ms), and each answer waits for its commit; 
 ``benchmarks/gateway_overhead.py``, that cost more latency than it saved CPU.
 
 A write's outcome: ``on_result(write, error)`` once per write, in order, and the future
-``submit`` returned resolves with it. The gateway awaits a turn's record before the final
+``submit`` returned resolves with it (None when the write is committed, else the error). The gateway awaits a turn's record before the final
 chunk of its answer leaves, so an answer a client received is in the journal whatever
-happens to the process afterwards.
+happens to the process afterwards; when the commit fails, the client gets an error instead.
 
 Recorders without ``batch()`` (the in-memory journal) are called at once.
 """
@@ -40,7 +40,7 @@ class Write:
     call: Callable[[], None]
     label: str = ""
     """What the caller wants to count on success (e.g. the next state's kind)."""
-    done: asyncio.Future[bool] | None = field(default=None, repr=False)
+    done: asyncio.Future[BaseException | None] | None = field(default=None, repr=False)
 
 
 Results = Callable[[Write, BaseException | None], None]
@@ -59,8 +59,8 @@ class JournalWriter:
         self.batches = 0
         """Transactions committed (for tests and benchmarks)."""
 
-    def submit(self, write: Write) -> asyncio.Future[bool]:
-        """Queue ``write``; the future resolves True once it is applied (False when it failed)."""
+    def submit(self, write: Write) -> asyncio.Future[BaseException | None]:
+        """Queue ``write``; the future resolves with None once it is committed, or with the error."""
         loop = asyncio.get_running_loop()
         write.done = loop.create_future()
         if not self.batched:
@@ -104,7 +104,7 @@ class JournalWriter:
         for write, error in zip(writes, results, strict=True):
             self.on_result(write, error)
             if write.done is not None and not write.done.done():
-                write.done.set_result(error is None)
+                write.done.set_result(error)
 
 
 def _apply_one(write: Write) -> BaseException | None:
