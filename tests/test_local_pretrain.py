@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from pathlib import Path
 
@@ -122,15 +121,21 @@ def test_cache_key_follows_the_recipe(tmp_path: Path) -> None:
     assert one != default_policy_dir(cache_root=tmp_path, seed=1)
 
 
-def test_the_prepared_default_policy_follows_hints() -> None:
-    """Figures measured when the default policy was prepared (only where it is already cached)."""
-    manifest = read_manifest(default_policy_dir())
-    if manifest is None:
-        pytest.skip("the default policy is not prepared on this machine (slime-openclaw prepare-policy)")
+SMALL_RECIPE = PretrainRecipe(steps=150, dialogues=400, batch_tokens=1024, verify_samples=16)
+"""The default recipe made small (a tenth of its tokens): long enough for the hint to matter."""
+
+
+@pytest.mark.slow
+def test_a_small_pretraining_learns_to_follow_the_hint_without_knowing_the_preference(tmp_path: Path) -> None:
+    """What the demo relies on, measured by the same check ``prepare-policy`` runs: with the hint
+    in context the policy answers in the preferred style far more often than without it."""
+    manifest = read_manifest(prepare_policy(tmp_path / "policy", recipe=SMALL_RECIPE, threads=1))
+    assert manifest is not None
     rates = manifest["hint_following"]
-    assert rates["student_hint"] > 0.8 and rates["teacher_hint"] > 0.8
-    assert rates["student_no_hint"] < 0.6 and rates["teacher_no_hint"] < 0.6
-    assert json.dumps(manifest)  # plain JSON
+    assert set(rates) == {"student_no_hint", "student_hint", "teacher_no_hint", "teacher_hint"}
+    assert rates["student_hint"] - rates["student_no_hint"] >= 0.5, rates
+    assert rates["teacher_hint"] - rates["teacher_no_hint"] >= 0.1, rates
+    assert rates["student_no_hint"] < 0.5 and rates["teacher_no_hint"] < 0.5, rates
 
 
 def test_cli_refuses_bad_numbers() -> None:

@@ -70,13 +70,26 @@ def test_gradcheck_float64_with_padding_and_several_row_chunks(monkeypatch: pyte
     assert torch.autograd.gradcheck(lambda x: topk_reverse_kl(x, teacher_lp, ids, 0.8), (logits,))
 
 
-def test_chunked_forward_equals_single_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_row_chunked_value_and_gradient_equal_the_whole_tensor_pass(dtype: torch.dtype,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forward and backward over one row per chunk give what one chunk of all rows gives.
+
+    The upstream gradient differs per row, so a chunk reading another chunk's rows (of the
+    logits, the saved statistics or the upstream gradient) changes the result; bfloat16
+    logits take the backward's cast-per-chunk branch, float64 the in-place one.
+    """
     logits, teacher_lp, ids = make_case(9, 16, 3, 1.3)
+    logits = logits.detach().to(dtype).requires_grad_(True)
+    upstream = torch.rand(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype) + 0.5
+    assert len(topk_module._row_chunks(9, 16)) == 1
     whole = topk_reverse_kl(logits, teacher_lp, ids, 1.3)
-    (grad_whole,) = torch.autograd.grad(whole.sum(), logits)
+    (grad_whole,) = torch.autograd.grad((whole * upstream).sum(), logits)
     monkeypatch.setattr(topk_module, "_CHUNK_ELEMENTS", 16)  # one row per chunk
+    assert len(topk_module._row_chunks(9, 16)) == 9
     rows = topk_reverse_kl(logits, teacher_lp, ids, 1.3)
-    (grad_rows,) = torch.autograd.grad(rows.sum(), logits)
+    (grad_rows,) = torch.autograd.grad((rows * upstream).sum(), logits)
+    assert grad_rows.abs().amin(dim=1).gt(0).all()  # every row got its own gradient
     torch.testing.assert_close(rows, whole)
     torch.testing.assert_close(grad_rows, grad_whole)
 
