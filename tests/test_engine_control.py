@@ -22,6 +22,7 @@ from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
 from slime_openclaw.errors import EngineError
 from slime_openclaw.types import FinishReason
+from tests.waiting import eventually
 
 PROMPT = (11, 22, 33, 44, 55)
 
@@ -48,13 +49,13 @@ async def collect_after(client: EngineClient, req: GenerateRequest, n: int, on_n
 
 
 async def test_pause_abort_ends_in_flight_and_holds_new_requests(engine: tuple[Runtime, str]) -> None:
-    _, url = engine
+    runtime, url = engine
     async with EngineClient(url) as client:
         deltas = await collect_after(client, request(400), 3, lambda: client.pause_generation("abort"))
         assert deltas[-1].finish_reason is FinishReason.ABORT
         assert 3 <= sum(len(d.output_ids) for d in deltas) < 400  # the tokens so far came back
         waiting = asyncio.create_task(client.generate(request(4)))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: runtime.load_info()["num_waiting_reqs"] == 1, "the new request held by the engine")
         assert not waiting.done()  # a request arriving while paused waits, it does not fail
         await client.continue_generation()
         out = await asyncio.wait_for(waiting, 10)

@@ -22,15 +22,21 @@ from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.server import ServerThread
 from slime_openclaw.errors import EngineError
 from slime_openclaw.types import FinishReason
+from tests.waiting import eventually
 
 PROMPT = (5, 17, 250, 33, 1024, 7, 99, 412)
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def engine_url(tiny_model_path: Path) -> Iterator[str]:  # noqa: F811
+def engine(tiny_model_path: Path) -> Iterator[tuple[Runtime, str]]:  # noqa: F811
     with Runtime.load(tiny_model_path, max_running=8) as runtime, ServerThread(runtime) as url:
-        yield url
+        yield runtime, url
+
+
+@pytest.fixture(scope="module")
+def engine_url(engine: tuple[Runtime, str]) -> str:
+    return engine[1]
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +172,8 @@ async def test_stop_token_ids_and_stop_strings(engine_url: str) -> None:
     assert stop_text not in by_text.text and free.text.startswith(by_text.text)
 
 
-async def test_long_request_does_not_block_short_one(engine_url: str) -> None:
+async def test_long_request_does_not_block_short_one(engine: tuple[Runtime, str]) -> None:
+    runtime, engine_url = engine
     finished: list[str] = []
     async with EngineClient(engine_url) as client:
 
@@ -174,8 +181,10 @@ async def test_long_request_does_not_block_short_one(engine_url: str) -> None:
             await client.generate(request(max_new=max_new))
             finished.append(name)
 
+        before = runtime.last_token_time
         long_task = asyncio.create_task(run("long", 150))
-        await asyncio.sleep(0.2)  # the long one is decoding
+        await eventually(lambda: runtime.load_info()["num_running_reqs"] == 1 and runtime.last_token_time > before,
+                         "the long request is decoding")
         await run("short", 3)
         assert finished == ["short"]
         await long_task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from slime_openclaw.engine.http import ConnectError, HttpPool, ProtocolError
+from tests.waiting import eventually
 
 
 class Counting:
@@ -106,7 +108,8 @@ async def test_finish_in_background_reads_the_tail_and_reuses_the_connection(ser
             assert first.startswith(b"data: 0")
             response.finish_in_background()
             await body.aclose()
-        await asyncio.sleep(0.1)  # the rest of the stream arrives and is read off the connection
+        # the rest of the stream is read off the connection in the background, which goes back to the pool
+        await eventually(lambda: pool._idle, "the drained connection is back in the pool")
     assert counting.connections == 1
 
 
@@ -177,18 +180,23 @@ async def _read_request(reader: asyncio.StreamReader) -> None:
 
 
 async def test_a_connection_the_server_closed_while_idle_is_retried_once() -> None:
+    """The server closes a kept-alive connection just as the pool reuses it: the request was
+    never answered, so it goes again once on a new connection."""
+    unanswered: list[int] = []
+
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await _read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         await writer.drain()
-        # then close: the pooled connection is dead when it is reused
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await _read_request(reader)  # the next request on this connection: closed unanswered
+            unanswered.append(n)
 
     async with raw_server(reply) as (pool, seen):
         for _ in range(3):
             async with await pool.request("GET", "/") as response:
                 assert await response.read() == b"ok"
-            await asyncio.sleep(0.05)
-        assert len(seen) == 3
+        assert len(seen) == 3 and unanswered == [0, 1]  # requests 2 and 3 each went out twice
 
 
 @pytest.mark.parametrize("answer, error", [

@@ -38,6 +38,7 @@ from slime_openclaw.types import (
     TurnType,
     Verdict,
 )
+from tests.waiting import eventually
 
 RESPONSE_TOKENS = 6
 TOPK = 4
@@ -344,16 +345,14 @@ async def test_waits_for_a_batch_then_runs_on_fewer(
     tmp_path: Path, tiny_model_path: Path, client: EngineClient, journal: SqliteJournal  # noqa: F811
 ) -> None:
     trainer = LocalTrainer(tiny_model_path, journal, client,
-                           config(tmp_path, "binary", batch_size=3, min_batch=2, wait_s=1.0))
+                           config(tmp_path, "binary", batch_size=3, min_batch=2, wait_s=2.0))
     await fill(client, journal, 1)
     assert await trainer.step() is None  # one of min_batch 2 after the wait: given back
     assert journal.stats().samples_by_state["ready"] == 1
 
-    async def late() -> None:
-        await asyncio.sleep(0.2)
-        await fill(client, journal, 1, first=1)
-
-    arriving = asyncio.create_task(late())
-    result = await trainer.step()
-    await arriving
+    stepping = asyncio.create_task(trainer.step())
+    await eventually(lambda: journal.stats().samples_by_state["in_flight"] == 1,
+                     "the trainer holds the first sample and waits for more")
+    await fill(client, journal, 1, first=1)  # a second one arrives while it waits
+    result = await stepping
     assert result is not None and len(result.sample_ids) == 2

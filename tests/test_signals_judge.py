@@ -129,12 +129,15 @@ async def test_call_with_retries_records_the_last_error() -> None:
 
 
 async def test_cancellation_is_not_swallowed() -> None:
+    started = asyncio.Event()
+
     async def forever() -> str:
+        started.set()
         await asyncio.sleep(60)
         return ""
 
     task = asyncio.create_task(call_with_retries(forever, RetryPolicy(timeout_s=60, retries=3)))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 10)  # cancelled inside the call, not before it began
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -23,6 +23,7 @@ from slime_openclaw.signals.config import SignalsConfig, build_pipeline
 from slime_openclaw.signals.pipeline import SignalPipeline
 from slime_openclaw.signals.worker import SignalWorker
 from slime_openclaw.types import Method, NextState, NextStateKind, TurnState
+from tests.waiting import eventually
 
 FAST = {"vote_timeout_s": 0.5, "vote_retries": 0, "retry_backoff_s": 0.0}
 
@@ -100,16 +101,13 @@ async def test_dead_judge_delays_but_never_loses_turns(journal) -> None:
     )
     keys = [observe(journal, i, user_next(f"question {i}?")) for i in range(3)]
     async with worker:
-        await asyncio.sleep(0.4)
-        assert worker.counters.deferred >= 2 and worker.backoff_s > 0
+        await eventually(lambda: worker.counters.deferred >= 2, "two deferrals while the judge is down")
+        assert worker.backoff_s > 0
         assert all(journal.get(k).state is TurnState.OBSERVED for k in keys)
         assert journal.stats().judge_lag_seconds > 0
         gen.steps = ["\\boxed{-1}"]  # the judge comes back
-        for _ in range(200):
-            if all(journal.get(k).state is TurnState.READY for k in keys):
-                break
-            await asyncio.sleep(0.02)
-    assert all(journal.get(k).state is TurnState.READY for k in keys)
+        await eventually(lambda: all(journal.get(k).state is TurnState.READY for k in keys),
+                         "every turn READY once the judge is back")
     assert worker.backoff_s == 0.0 and worker.counters.ready == 3
     assert sorted(s.reward for s in journal.drain(10)) == [-1.0, -1.0, -1.0]
 
@@ -122,8 +120,7 @@ async def test_dead_teacher_defers_opd_turns(journal) -> None:
     assert journal.get(key).state is TurnState.OBSERVED and worker.counters.deferred == 1
     assert len(engine.requests) == 1, "one attempt (retries are 0 here)"
     assert journal.claim_observed(1, lease_seconds=0.0) == [], "held during the back-off"
-    await asyncio.sleep(0.3)
-    assert len(journal.claim_observed(1)) == 1, "given back once the back-off passed"
+    await eventually(lambda: journal.claim_observed(1), "the turn given back once the back-off passed")
 
 
 async def test_concurrency_is_bounded_and_everything_is_judged(journal) -> None:
@@ -142,10 +139,7 @@ async def test_concurrency_is_bounded_and_everything_is_judged(journal) -> None:
     gen = Counting([Slow(0.05, "\\boxed{1}")])
     keys = [observe(journal, i, user_next(f"next {i}?")) for i in range(7)]
     async with SignalWorker(journal, pipeline(Method.BINARY, gen), concurrency=2, poll_interval_s=0.01) as worker:
-        for _ in range(300):
-            if worker.counters.ready == 7:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: worker.counters.ready == 7, "all seven turns READY")
     assert peak == 2 and worker.counters.ready == 7 and worker.counters.claimed == 7
     assert all(journal.get(k).state is TurnState.READY for k in keys)
 
@@ -154,9 +148,6 @@ async def test_stop_with_turns_in_flight_leaves_them_observed(journal) -> None:
     key = observe(journal, 0, user_next("next?"))
     worker = SignalWorker(journal, pipeline(Method.BINARY, ScriptedGenerator([Slow(5.0, "\\boxed{1}")]), vote_timeout_s=10))
     worker.start()
-    for _ in range(100):
-        if worker.counters.in_flight:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: worker.counters.in_flight, "a turn in flight")
     await worker.stop(grace_s=0.05)
     assert journal.get(key).state is TurnState.OBSERVED, "a cancelled turn is not recorded"
