@@ -144,7 +144,9 @@ async def test_in_process_update_labels_tokens_with_versions(engine: tuple[Runti
         await client.continue_generation()
 
     async with EngineClient(url) as client:
-        deltas = await collect_after(client, request(8), 3, update_while_held)
+        # long enough that the engine cannot finish it before the third delta is read (8 tokens
+        # could all be generated while a loaded machine kept the reader waiting)
+        deltas = await collect_after(client, request(200), 3, update_while_held)
     versions = [d.weight_version for d in deltas]
     assert versions[:3] == [0, 0, 0] and versions[-1] == 1 and sorted(versions) == versions
     with pytest.raises(ValueError, match="unknown parameter"):
