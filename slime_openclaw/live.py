@@ -264,7 +264,7 @@ async def live_service(
         if not record_only:
             pipeline = build_signal_pipeline(config, codec, engine, resolve or default_resolver(engine_url), stack)
             worker = SignalWorker(cast(SignalJournal, store), pipeline, concurrency=config.signal_workers, poll_interval_s=poll_interval_s)
-        deps = GatewayDeps(engine, store, codec, settings)
+        deps = GatewayDeps(engine, store, codec, settings, outcomes=store)
         bind_port = config.gateway.port if port is None else port
         async with _gateway_site(deps, host or config.gateway.host, bind_port) as url:
             service = LiveService(url, store, worker, deps.metrics)

@@ -216,3 +216,29 @@ class TrainingSample:
     def tokens(self) -> tuple[int, ...]:
         """Prompt followed by response: what slime's ``Sample.tokens`` holds."""
         return self.prompt_ids + self.response_ids
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """The verifiable result of a whole session (a general agent's episode), known at its end.
+
+    Recorded on the session in the journal (the episode driver, or an outside harness over
+    ``POST /v1/sessions/{id}/outcome``); step rewards combine it with each turn's process score.
+    """
+
+    session_id: str
+    """Session (episode) the outcome belongs to."""
+    score: float
+    """Share of checks passed, in [0, 1]."""
+    passed: bool | None = None
+    """Whether the episode counts as a success; None when the recorder did not say."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """What was measured (per-check results, expected and given answer, ...)."""
+    recorded_at: float = 0.0
+    """Unix time the outcome was recorded."""
+
+    def __post_init__(self) -> None:
+        if not self.session_id:
+            raise ValueError("a session outcome needs a session id")
+        if isinstance(self.score, bool) or not 0.0 <= self.score <= 1.0:  # NaN fails both bounds
+            raise ValueError(f"outcome score must be a number in [0, 1], got {self.score!r}")

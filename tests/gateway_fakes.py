@@ -123,8 +123,9 @@ async def running_gateway(engine: Engine, *, journal: MemoryJournal | None = Non
     The client does not retry (tests see every status); ``str(api.base_url)`` is the URL.
     """
     settings = {"served_model_name": "tiny", "api_key": api_key, **config}
-    deps = GatewayDeps(engine=engine, recorder=journal if journal is not None else MemoryJournal(),
-                       codec=codec or CharCodec(), config=GatewayConfig(**settings))
+    recorder = journal if journal is not None else MemoryJournal()
+    deps = GatewayDeps(engine=engine, recorder=recorder, codec=codec or CharCodec(),
+                       config=GatewayConfig(**settings), outcomes=recorder)
     runner = web.AppRunner(make_app(deps), access_log=None)
     await runner.setup()
     try:

@@ -87,7 +87,9 @@ def test_a_version_1_journal_migrates_and_keeps_its_turns(tmp_path):
     path = tmp_path / "v1.sqlite"
     with SqliteJournal(path) as journal:
         journal.record_turn(make_turn("old", 0))
-    conn = sqlite3.connect(path)  # back to the v1 layout: no client_key column
+    conn = sqlite3.connect(path)  # back to the v1 layout: no client_key column, no session outcomes
+    conn.execute("DROP TABLE session_outcomes")
+    conn.execute("DROP INDEX turns_by_session")
     conn.execute("DROP INDEX turns_by_client_key")
     conn.execute("ALTER TABLE turns DROP COLUMN client_key")
     conn.execute("UPDATE schema_version SET version = 1")

@@ -1,7 +1,7 @@
 """The gateway's aiohttp application, built from its dependencies: ``make_app(deps)``.
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
-``GET /healthz`` and ``GET /metrics``. One middleware turns every failure into an
+``POST /v1/sessions/{id}/outcome`` (gateway/outcomes.py), ``GET /healthz`` and ``GET /metrics``. One middleware turns every failure into an
 OpenAI-style error body with a deliberate status (400/401/404/413/429/502, 500 for bugs,
 without traceback), counts requests, and checks the bearer token. Back-pressure: more than
 ``max_concurrency`` chat completions in flight get 429 with ``Retry-After``. A background
@@ -28,10 +28,11 @@ from slime_openclaw.gateway.auth import check_bearer
 from slime_openclaw.gateway.chat import ChatService, ChatSettings
 from slime_openclaw.gateway.codec import ChatCodec
 from slime_openclaw.gateway.metrics import GatewayMetrics
+from slime_openclaw.gateway.outcomes import record_outcome
 from slime_openclaw.gateway.recording import TurnBook, turn_context
 from slime_openclaw.gateway.sessions import SessionTable
 from slime_openclaw.gateway.wire import parse_chat_request, parse_json_body
-from slime_openclaw.journal.base import TurnRecorder
+from slime_openclaw.journal.base import OutcomeStore, TurnRecorder
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class GatewayDeps:
     clock: Callable[[], float] = time.time
     """Wall clock (turn timestamps, session TTLs)."""
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    outcomes: OutcomeStore | None = None
+    """Where ``POST /v1/sessions/{id}/outcome`` records (the journal); None: that route answers 404."""
 
 
 GATEWAY_KEY = web.AppKey("gateway", object)
@@ -123,6 +126,11 @@ class _Gateway:
     def _model_card(self) -> dict:
         return {"id": self.config.served_model_name, "object": "model", "created": self.started,
                 "owned_by": "slime-openclaw"}
+
+    async def session_outcome(self, http: web.Request) -> web.StreamResponse:
+        body = parse_json_body(await http.read())
+        return web.json_response(await record_outcome(
+            http.match_info["session"], body, self.deps.outcomes, self.deps.recorder, self.book.flush))
 
     async def healthz(self, http: web.Request) -> web.StreamResponse:
         try:
@@ -222,6 +230,7 @@ def make_app(deps: GatewayDeps) -> web.Application:
     app.router.add_post("/v1/chat/completions", gateway.chat_completions)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/v1/models/{model}", gateway.model)
+    app.router.add_post("/v1/sessions/{session}/outcome", gateway.session_outcome)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/metrics", gateway.metrics_text)
     app.cleanup_ctx.append(gateway.journal_writes)

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from slime_openclaw.journal.rules import SampleState
-from slime_openclaw.types import Hint, Method, NextState, TrainingSample, Turn, TurnState, Verdict
+from slime_openclaw.types import (
+    Hint,
+    Method,
+    NextState,
+    SessionOutcome,
+    TrainingSample,
+    Turn,
+    TurnState,
+    Verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -140,9 +149,29 @@ class Journal(TurnRecorder, Protocol):
     def close(self) -> None: ...
 
 
-class JournalStore(Journal, Protocol):
+class OutcomeStore(Protocol):
+    """Session outcomes: the verifiable result of an episode, recorded on its session."""
+
+    def record_outcome(self, outcome: SessionOutcome) -> bool:
+        """Record ``outcome`` on its session; False (nothing written) when one is already there.
+
+        The first outcome recorded stands (a replay with the same score is harmless); the
+        session need not have turns yet (an outside harness may grade before its last turn lands).
+        """
+        ...
+
+    def get_outcome(self, session_id: str) -> SessionOutcome | None:
+        """The outcome recorded on ``session_id``, or None."""
+        ...
+
+    def has_session(self, session_id: str) -> bool:
+        """True when at least one turn of ``session_id`` is in the journal."""
+        ...
+
+
+class JournalStore(Journal, OutcomeStore, Protocol):
     """Everything both implementations provide beyond ``Journal``: claim release,
-    iteration (``journal export``) and retention.
+    iteration (``journal export``), retention and session outcomes.
 
     ``claim_observed``, ``record_signals`` and ``drain`` also take keyword options there:
     ``claim_observed(limit, owner="", lease_seconds=None)``,

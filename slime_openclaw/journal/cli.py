@@ -3,7 +3,7 @@
 ``stats`` prints counts per turn state, per sample state and per method, and the judge
 lag (age of the oldest turn waiting for judging). ``export`` prints one JSON object per
 line and turn (``--kind turns``, default) or sample (``--kind samples``), optionally only
-those in ``--state``. The journal is opened without creating anything: a missing or
+those in ``--state``; every row carries its session's ``outcome`` (None until recorded). The journal is opened without creating anything: a missing or
 foreign file is a one-line error (exit 2). This module only reads the journal.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from slime_openclaw.errors import ConfigError, JournalError
 from slime_openclaw.journal import codec
-from slime_openclaw.journal.base import JournalStats, SampleRecord, TurnRecord
+from slime_openclaw.journal.base import JournalStats, OutcomeStore, SampleRecord, TurnRecord
 from slime_openclaw.journal.location import default_journal_path
 from slime_openclaw.journal.rules import SampleState
 from slime_openclaw.journal.sqlite import SqliteJournal
@@ -75,13 +75,29 @@ def _parse_state(kind: str, state: str | None) -> TurnState | SampleState | None
 
 
 def export_rows(journal: SqliteJournal, *, kind: str, state: str | None) -> Iterator[dict[str, Any]]:
-    """The JSON objects ``export`` prints, oldest first."""
+    """The JSON objects ``export`` prints, oldest first; each carries its session's ``outcome``."""
     wanted = _parse_state(kind, state)
+    outcome = _OutcomeLookup(journal)
     if kind == "turns":
         assert wanted is None or isinstance(wanted, TurnState)
-        return (turn_row(record) for record in journal.iter_turns(wanted))
+        return ({**turn_row(r), "outcome": outcome(r.turn.session_id)} for r in journal.iter_turns(wanted))
     assert wanted is None or isinstance(wanted, SampleState)
-    return (sample_row(record) for record in journal.iter_samples(wanted))
+    return ({**sample_row(r), "outcome": outcome(r.sample.session_id)} for r in journal.iter_samples(wanted))
+
+
+class _OutcomeLookup:
+    """Session id -> exported outcome (None until one is recorded), read once per session."""
+
+    def __init__(self, journal: OutcomeStore) -> None:
+        self.journal = journal
+        self.cache: dict[str, dict[str, Any] | None] = {}
+
+    def __call__(self, session_id: str) -> dict[str, Any] | None:
+        if session_id not in self.cache:
+            if len(self.cache) > 4096:  # sessions come in order: a small window is enough
+                self.cache.clear()
+            self.cache[session_id] = codec.outcome_to_json(self.journal.get_outcome(session_id))
+        return self.cache[session_id]
 
 
 def turn_row(record: TurnRecord) -> dict[str, Any]:

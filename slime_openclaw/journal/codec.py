@@ -23,6 +23,7 @@ from slime_openclaw.types import (
     Method,
     NextState,
     NextStateKind,
+    SessionOutcome,
     TrainingSample,
     Turn,
     TurnType,
@@ -317,3 +318,21 @@ def sample_from_arrays(
         teacher_topk_log_probs=None if topk_lps is None else unpack_rows(topk_lps, "d"),
         sample_id=sample_id,
     )
+
+
+def outcome_to_json(outcome: SessionOutcome | None) -> dict[str, Any] | None:
+    """A session outcome as exported (``journal export`` rows carry it as ``outcome``)."""
+    if outcome is None:
+        return None
+    return {"score": outcome.score, "passed": outcome.passed, "details": outcome.details,
+            "recorded_at": outcome.recorded_at}
+
+
+def outcome_from_json(session_id: str, data: dict[str, Any] | None) -> SessionOutcome | None:
+    """Inverse of ``outcome_to_json`` for ``session_id``."""
+    if data is None:
+        return None
+    passed = data.get("passed")
+    return SessionOutcome(session_id=session_id, score=float(data["score"]),
+                          passed=None if passed is None else bool(passed),
+                          details=dict(data.get("details") or {}), recorded_at=float(data.get("recorded_at", 0.0)))

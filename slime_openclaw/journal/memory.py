@@ -25,7 +25,7 @@ from slime_openclaw.journal.retention import (
     scrub_verdict,
 )
 from slime_openclaw.journal.rules import SampleOp, SampleState, TurnOp
-from slime_openclaw.types import Hint, NextState, TrainingSample, Turn, TurnState, Verdict
+from slime_openclaw.types import Hint, NextState, SessionOutcome, TrainingSample, Turn, TurnState, Verdict
 
 
 @dataclass
@@ -67,6 +67,7 @@ class MemoryJournal:
         self._samples: dict[str, _SampleEntry] = {}
         self._by_turn: dict[str, list[str]] = {}
         self._by_client: dict[str, str] = {}
+        self._outcomes: dict[str, SessionOutcome] = {}
         self._last_purge = 0.0
 
     def _state(self, turn_key: str) -> str | None:
@@ -286,6 +287,25 @@ class MemoryJournal:
         with self._lock:
             entries = sorted(self._samples.values(), key=lambda e: e.seq)
         yield from (e.record for e in entries if state is None or e.record.state is state)
+
+    def record_outcome(self, outcome: SessionOutcome) -> bool:
+        """Record the session's outcome; False when it already has one (the first stands)."""
+        with self._lock:
+            if outcome.session_id in self._outcomes:
+                return False
+            stamped = outcome if outcome.recorded_at else dataclasses.replace(outcome, recorded_at=self._clock())
+            self._outcomes[outcome.session_id] = stamped
+            return True
+
+    def get_outcome(self, session_id: str) -> SessionOutcome | None:
+        """The outcome recorded on ``session_id``, or None."""
+        with self._lock:
+            return self._outcomes.get(session_id)
+
+    def has_session(self, session_id: str) -> bool:
+        """True when a turn of ``session_id`` is held."""
+        with self._lock:
+            return any(e.record.turn.session_id == session_id for e in self._turns.values())
 
     def records(self) -> list[TurnRecord]:
         """All turns, oldest first."""

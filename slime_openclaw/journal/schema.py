@@ -16,11 +16,11 @@ from pathlib import Path
 
 from slime_openclaw.errors import JournalError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _CLIENT_KEY_INDEX = "CREATE INDEX turns_by_client_key ON turns(client_key, seq) WHERE client_key IS NOT NULL"
 
-_TABLES = (
+_TABLES: tuple[str, ...] = (
     """CREATE TABLE turns (
         seq INTEGER PRIMARY KEY,
         turn_key TEXT NOT NULL UNIQUE,
@@ -73,10 +73,25 @@ _TABLES = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
 )
 
-# Migrations from version N to N+1, applied in order inside one transaction.
+_V3_OUTCOMES = (
+    """CREATE TABLE session_outcomes (
+        session_id TEXT PRIMARY KEY,
+        score REAL NOT NULL,
+        passed INTEGER,  -- NULL: not stated
+        details TEXT NOT NULL,
+        recorded_at REAL NOT NULL
+    )""",
+    "CREATE INDEX turns_by_session ON turns(session_id, turn_index)",
+)
+"""v3: the verifiable outcome of a session (a general agent's episode), and turns by session."""
+
+_TABLES = _TABLES[:-1] + _V3_OUTCOMES + _TABLES[-1:]
+
+# Migrations from version N to N+1, applied in order inside one transaction (additive only).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v2: the client's session key, so a reused key finds where its last session stopped.
     1: ("ALTER TABLE turns ADD COLUMN client_key TEXT", _CLIENT_KEY_INDEX),
+    2: _V3_OUTCOMES,
 }
 
 

@@ -25,14 +25,14 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from slime_openclaw.errors import JournalError, JournalStorageError
-from slime_openclaw.journal import codec, layout, leases, purge, rules, schema
+from slime_openclaw.journal import codec, layout, leases, outcomes, purge, rules, schema
 from slime_openclaw.journal import retention as scrubbing
 from slime_openclaw.journal.base import JournalStats, SampleRecord, TurnRecord
 from slime_openclaw.journal.checkpoint import Checkpointer, use_background_checkpoints
 from slime_openclaw.journal.retention import RetentionPolicy
 from slime_openclaw.journal.rules import SampleOp, SampleState, TurnOp
 from slime_openclaw.journal.transactions import Transactions
-from slime_openclaw.types import Hint, NextState, TrainingSample, Turn, TurnState, Verdict
+from slime_openclaw.types import Hint, NextState, SessionOutcome, TrainingSample, Turn, TurnState, Verdict
 
 _INSERT_TURN = layout.insert_sql("turns", layout.TURN_WRITE, verb="INSERT OR IGNORE")
 _INSERT_SAMPLE = layout.insert_sql("samples", layout.SAMPLE_WRITE)
@@ -278,6 +278,22 @@ class SqliteJournal:
         """The consumer gives these samples back: READY again (acknowledged ones stay CONSUMED)."""
         with self._tx.write() as conn:
             leases.settle(conn, SampleOp.NACK, sample_ids, self._clock())
+
+    # -- session outcomes (journal/outcomes.py) ------------------------------------------
+
+    def record_outcome(self, outcome: SessionOutcome) -> bool:
+        """Record the session's outcome; False when it already has one (the first stands)."""
+        with self._tx.write() as conn:
+            return outcomes.record(conn, outcome, self._clock())
+
+    def get_outcome(self, session_id: str) -> SessionOutcome | None:
+        """The outcome recorded on ``session_id``, or None."""
+        rows = self._tx.read(outcomes.SELECT_ONE, (session_id,))
+        return outcomes.from_row(rows[0]) if rows else None
+
+    def has_session(self, session_id: str) -> bool:
+        """True when a turn of ``session_id`` is in the journal."""
+        return bool(self._tx.read(outcomes.HAS_SESSION, (session_id,)))
 
     # -- inspection and retention ---------------------------------------------------------
 
