@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 SLIME_SRC ?= .slime
 
-.PHONY: install test lint typecheck unit demo test-slime bench clean
+.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy slime_openclaw
 
-unit: $(STAMP)
+unit: $(STAMP) bwrap
 	$(PY) -m pytest -q
+
+# bubblewrap isolates the terminal and toolcall environments (Debian package; needs root
+# to install). Without it they run in their plain-subprocess mode and the bwrap tests skip.
+bwrap:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || true; \
+	  fi; \
+	  command -v bwrap >/dev/null 2>&1 || echo "note: bubblewrap unavailable; environments run in plain mode" >&2; \
+	fi
 
 test: lint typecheck unit
 
