@@ -8,7 +8,17 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 SLIME_SRC ?= .slime
 
-.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap
+.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap openclaw openclaw-optional
+
+# The real OpenClaw CLI (needs Node >= 24.16; Node 20's npm silently installs the empty
+# placeholder 0.0.1) and Node itself, from the npm registry into a git-ignored cache folder.
+# Run it with .cache/openclaw/bin/openclaw (a wrapper that puts that Node first on PATH).
+OPENCLAW_VERSION ?= 2026.9.6
+OPENCLAW_NODE_VERSION ?= 24.22.3
+OPENCLAW_DIR := .cache/openclaw
+OPENCLAW_NODE_PKG := node-linux-$(subst x86_64,x64,$(subst aarch64,arm64,$(shell uname -m)))
+OPENCLAW_STAMP := $(OPENCLAW_DIR)/.installed-$(OPENCLAW_NODE_VERSION)-$(OPENCLAW_VERSION)
+NPM_INSTALL := npm install --no-save --no-audit --no-fund --no-package-lock --loglevel=error
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +35,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy slime_openclaw
 
-unit: $(STAMP) bwrap
+unit: $(STAMP) bwrap openclaw-optional
 	$(PY) -m pytest -q
 
 # bubblewrap isolates the terminal and toolcall environments (Debian package; needs root
@@ -53,6 +63,24 @@ test-slime: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+$(OPENCLAW_STAMP):
+	@command -v npm >/dev/null || { echo "make openclaw: npm not found (needs npm and the npm registry)" >&2; exit 2; }
+	rm -rf $(OPENCLAW_DIR) && mkdir -p $(OPENCLAW_DIR)/node $(OPENCLAW_DIR)/cli $(OPENCLAW_DIR)/bin
+	$(NPM_INSTALL) --prefix $(OPENCLAW_DIR)/node $(OPENCLAW_NODE_PKG)@$(OPENCLAW_NODE_VERSION)
+	PATH="$(abspath $(OPENCLAW_DIR))/node/node_modules/$(OPENCLAW_NODE_PKG)/bin:$$PATH" \
+	  $(NPM_INSTALL) --ignore-scripts --prefix $(OPENCLAW_DIR)/cli openclaw@$(OPENCLAW_VERSION)
+	printf '#!/bin/sh\n# OpenClaw %s on Node %s (written by make openclaw)\nhere=$$(cd "$$(dirname "$$0")/.." && pwd)\nPATH="$$here/node/node_modules/%s/bin:$$PATH" exec "$$here/cli/node_modules/.bin/openclaw" "$$@"\n' \
+	  $(OPENCLAW_VERSION) $(OPENCLAW_NODE_VERSION) $(OPENCLAW_NODE_PKG) > $(OPENCLAW_DIR)/bin/openclaw
+	chmod +x $(OPENCLAW_DIR)/bin/openclaw
+	$(OPENCLAW_DIR)/bin/openclaw --version | grep -q '$(OPENCLAW_VERSION)' || { echo "make openclaw: the installed CLI is not $(OPENCLAW_VERSION)" >&2; exit 1; }
+	touch $@
+
+openclaw: $(OPENCLAW_STAMP)
+
+# What `make test` uses: the OpenClaw tests skip (saying why) when this could not install it.
+openclaw-optional:
+	@$(MAKE) --no-print-directory openclaw || echo "warning: OpenClaw could not be installed; tests/test_openclaw_*.py will skip" >&2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -33,6 +33,8 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "matplotlib>=3.8",
+            # a real agent harness for the stock-client tests (pulls litellm; no torch)
+            "mini-swe-agent>=2.4,<3",
         ],
         "demo": ["openai>=1.40", "matplotlib>=3.8"],
         # The cluster path; never installed in CI. slime itself installs from its git

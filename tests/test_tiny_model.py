@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -104,6 +105,19 @@ def test_seed_changes_weights_only(tmp_path: Path) -> None:
     assert json.loads((a / "config.json").read_text())["vocab_size"] == SMALL.vocab_size
 
 
+def test_long_context_changes_the_configs_only(tmp_path: Path) -> None:
+    """RoPE has no position weights: a longer context is the same weights and tokenizer."""
+    short = make_tiny_model(tmp_path / "short", seed=1, spec=SMALL)
+    assert cli.main(["tiny-model", str(tmp_path / "cli"), "--max-position-embeddings", "65536"]) == 0
+    long = make_tiny_model(tmp_path / "long", seed=1, spec=dataclasses.replace(SMALL, max_position_embeddings=65536))
+    for name in ("model.safetensors", "tokenizer.json", "generation_config.json"):
+        assert (short / name).read_bytes() == (long / name).read_bytes(), name
+    assert json.loads((long / "config.json").read_text())["max_position_embeddings"] == 65536
+    assert json.loads((long / "tokenizer_config.json").read_text())["model_max_length"] == 65536
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["max_position_embeddings"] == 65536
+    assert default_model_dir(spec=SMALL) != default_model_dir(spec=dataclasses.replace(SMALL, max_position_embeddings=65536))
+
+
 def test_cli_rejects_bad_out_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     full = tmp_path / "full"
     full.mkdir()
@@ -159,7 +173,8 @@ def test_corpus_is_deterministic_and_varied() -> None:
     assert all("<|" not in doc and "<think>" not in doc for doc in first)
 
 
-@pytest.mark.parametrize("bad", [{"vocab_size": 100}, {"hidden_size": 130}, {"num_key_value_heads": 3}])
+@pytest.mark.parametrize("bad", [{"vocab_size": 100}, {"hidden_size": 130}, {"num_key_value_heads": 3},
+                                 {"max_position_embeddings": 8}])
 def test_spec_validation(bad: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         TinyModelSpec(**bad)

@@ -54,6 +54,8 @@ class TinyModelSpec:
     num_key_value_heads: int = 2
     intermediate_size: int = 384
     max_position_embeddings: int = 4096
+    """Context length the config declares. The model has no position weights (RoPE), so a longer
+    context changes only config.json: e.g. 65536 fits OpenClaw's ~26k-token prompt."""
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-6
     initializer_range: float = 0.02
@@ -65,6 +67,8 @@ class TinyModelSpec:
     def __post_init__(self) -> None:
         if self.vocab_size < 512:
             raise ConfigError(f"vocab_size must be at least 512 (256 bytes + merges + added tokens), got {self.vocab_size}")
+        if self.max_position_embeddings < 16:
+            raise ConfigError(f"max_position_embeddings must be at least 16, got {self.max_position_embeddings}")
         if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
             raise ConfigError("hidden_size must divide by num_attention_heads, and that by num_key_value_heads")
 
@@ -256,6 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``slime-openclaw tiny-model``."""
     parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (must be missing or empty)")
     parser.add_argument("--seed", type=int, default=0, help="weight init seed (same seed -> identical weights)")
+    parser.add_argument("--max-position-embeddings", type=int, default=TinyModelSpec.max_position_embeddings,
+                        metavar="N", help="context length in tokens (default %(default)s; the weights do not depend on it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -271,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
             out.rmdir()  # empty: replaced by the complete checkpoint below
     except OSError as exc:
         raise ConfigError(f"cannot write to {out}: {exc.strerror or exc}") from exc
-    build_atomically(out, seed=args.seed)
+    spec = TinyModelSpec(max_position_embeddings=args.max_position_embeddings)
+    build_atomically(out, seed=args.seed, spec=spec)
     for path in sorted(out.iterdir()):
         print(f"{path}  {path.stat().st_size} bytes")
     return 0
