@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import inspect
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,3 +248,15 @@ def test_reward_hook_single_and_list() -> None:
     assert asyncio.run(reward.reward(None, ours)) == -1.0
     assert asyncio.run(reward.reward(None, [ours, theirs, FakeSample()])) == [-1.0, 0.25, 0.0]
     assert asyncio.run(reward.group_reward(None, [theirs])) == [0.25]
+
+
+def test_the_slime_entry_points_import_without_slime() -> None:
+    """slime loads our rollout, reward and hooks by path; importing them must not need slime (the
+    embedded path and this suite run without it) and the rollout keeps slime's signature."""
+    from slime_openclaw.slime.rollout import generate_rollout
+
+    assert tuple(inspect.signature(generate_rollout).parameters) == ("args", "rollout_id", "data_source", "evaluation")
+    code = ("import sys; import slime_openclaw.slime.rollout, slime_openclaw.slime.reward, slime_openclaw.slime.hooks; "
+            "print(sorted(m for m in sys.modules if m == 'slime' or m.startswith('slime.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import inspect
 import socket
 import sys
 from pathlib import Path
@@ -184,9 +183,3 @@ def test_custom_loss_through_slimes_loss_entry_on_cpu(tmp_path, megatron_cpu) ->
     loss.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
     assert isinstance(SlimeBackend().log_probs(logits.detach(), args, batch)[0], torch.Tensor)
-
-
-def test_rollout_signature_is_inspectable_without_slime_imports() -> None:
-    from slime_openclaw.slime.rollout import generate_rollout
-
-    assert tuple(inspect.signature(generate_rollout).parameters) == ("args", "rollout_id", "data_source", "evaluation")
