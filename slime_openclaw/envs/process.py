@@ -105,7 +105,7 @@ async def run_process(
         if stdin is not None:
             inp.write(stdin)
             inp.seek(0)
-        proc = await asyncio.create_subprocess_exec(
+        starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
             env=dict(env),
@@ -115,7 +115,17 @@ async def run_process(
             start_new_session=True,
             preexec_fn=limits.apply if limits is not None else None,
             **dict(popen_kwargs or {}),
-        )
+        ))
+        try:
+            proc = await asyncio.shield(starting)
+        except asyncio.CancelledError:  # cancelled while starting: it may run already, so end it
+            with contextlib.suppress(Exception):
+                late = await starting
+                _kill_group(late.pid)
+                if after_exit is not None:
+                    after_exit()
+                await _reap(asyncio.ensure_future(late.wait()))
+            raise
         waiter = asyncio.ensure_future(proc.wait())
         try:
             timed_out, flooded = await _watch(waiter, out.fileno(), started + timeout, flood_limit)

@@ -228,12 +228,14 @@ class Sandbox:
         """Kill processes carrying this sandbox's marker or working inside it (plain mode)."""
         needle = f"{_MARKER}={self._marker}".encode()
         root = str(self._root)
+        inside = root + os.sep
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
                 ours = needle in (entry / "environ").read_bytes().split(b"\0")
-                ours = ours or os.readlink(entry / "cwd").startswith(root)
+                cwd = os.readlink(entry / "cwd")
+                ours = ours or cwd == root or cwd.startswith(inside)
             except OSError:
                 continue
             if ours:
