@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from slime_openclaw.config_agent import AgentConfig
 from slime_openclaw.config_values import coerce, is_loopback, positive, resolve_mode
 from slime_openclaw.config_values import load_yaml_mapping as load_yaml_mapping
 from slime_openclaw.config_values import parse_override as parse_override
@@ -195,6 +196,7 @@ class OpenClawConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
     @property
     def uses_judge(self) -> bool:
@@ -378,6 +380,7 @@ _SECTIONS: dict[str, type] = {
     "teacher": TeacherConfig,
     "gateway": GatewayConfig,
     "journal": JournalConfig,
+    "agent": AgentConfig,
 }
 
 

@@ -63,7 +63,8 @@ def message_text(message: Message) -> str:
     return "\n".join(piece for piece in pieces if piece)
 
 
-def _labelled(message: Message) -> str:
+def labelled(message: Message) -> str:
+    """``[role]`` (tool results with their name or call id) and the message's visible text."""
     role = str(message.get("role", "?"))
     label = role
     if role == "tool":
@@ -120,9 +121,9 @@ class JudgeInput:
         after = turn.messages[index + 1 :] if index is not None else turn.messages
         return cls(
             task=clip(task, limit),
-            since_task=clip("\n\n".join(_labelled(m) for m in after), limit),
+            since_task=clip("\n\n".join(labelled(m) for m in after), limit),
             response=clip(message_text(turn.response_message), limit),
-            next_state=clip("\n\n".join(_labelled(m) for m in next_state.messages), limit),
+            next_state=clip("\n\n".join(labelled(m) for m in next_state.messages), limit),
             next_state_kind=next_state.kind,
             next_messages=tuple(next_state.messages),
         )

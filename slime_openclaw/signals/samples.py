@@ -77,21 +77,28 @@ def build_samples(
         directive = None
     if method is Method.OPD:
         reward = None
+    return [sample_for(turn, method, reward if reward is not None else 0.0, directive)]
+
+
+def sample_for(turn: Turn, method: Method, reward: float, directive: TeacherResult | None) -> TrainingSample:
+    """The one sample of ``turn`` for ``method`` with ``reward`` and the teacher's log-probs, if any.
+
+    Shared by ``build_samples`` and the general agents' step rewards (agents/stage.py), which
+    put the step reward there instead of the verdict's score.
+    """
     _check_lengths(turn, directive)
-    return [
-        TrainingSample(
-            session_id=turn.session_id,
-            turn_index=turn.turn_index,
-            method=method,
-            prompt_ids=tuple(turn.prompt_ids),
-            response_ids=tuple(turn.response_ids),
-            loss_mask=(1,) * len(turn.response_ids),
-            rollout_log_probs=tuple(turn.response_log_probs),
-            weight_versions=tuple(turn.weight_versions),
-            reward=reward if reward is not None else 0.0,
-            teacher_log_probs=directive.log_probs if directive is not None else None,
-            teacher_topk_ids=directive.topk_ids if directive is not None else None,
-            teacher_topk_log_probs=directive.topk_log_probs if directive is not None else None,
-            sample_id=f"{turn.key}:{method.value}",
-        )
-    ]
+    return TrainingSample(
+        session_id=turn.session_id,
+        turn_index=turn.turn_index,
+        method=method,
+        prompt_ids=tuple(turn.prompt_ids),
+        response_ids=tuple(turn.response_ids),
+        loss_mask=(1,) * len(turn.response_ids),
+        rollout_log_probs=tuple(turn.response_log_probs),
+        weight_versions=tuple(turn.weight_versions),
+        reward=reward,
+        teacher_log_probs=directive.log_probs if directive is not None else None,
+        teacher_topk_ids=directive.topk_ids if directive is not None else None,
+        teacher_topk_log_probs=directive.topk_log_probs if directive is not None else None,
+        sample_id=f"{turn.key}:{method.value}",
+    )
