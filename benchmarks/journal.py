@@ -200,32 +200,25 @@ async def _gateway_variant(kind: str, engine_url: str, tokenizer: Path, tmp: Pat
 
 async def bench_gateway(requests: int, concurrency: int) -> dict[str, dict[str, float]]:
     """The live service over the SQLite and the in-memory journal, same load (see module doc)."""
-    from aiohttp import web
     from transformers import AutoTokenizer
 
     from slime_openclaw.local.model.tiny_model import ensure_default_model
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: test support
-    from tests.scripted_engine import ScriptedEngine, make_scripted_app
+    from tests.scripted_engine import ScriptedEngine, served
 
     tokenizer = ensure_default_model()
     answer = AutoTokenizer.from_pretrained(tokenizer).encode(
         "Sure. Here is a short answer of about twenty tokens, as a model might give.<|im_end|>",
         add_special_tokens=False)
-    runner = web.AppRunner(make_scripted_app(ScriptedEngine(lambda ids: answer, chunk_size=8)))
-    await runner.setup()
     results: dict[str, dict[str, float]] = {}
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        engine_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with served(ScriptedEngine(lambda ids: answer, chunk_size=8)) as engine_url:
         with tempfile.TemporaryDirectory() as tmp:
             for kind in ("memory", "sqlite", "memory ", "sqlite "):  # twice each, interleaved
                 figures = await _gateway_variant(kind.strip(), engine_url, tokenizer, Path(tmp), requests,
                                                  concurrency)
                 if kind.strip() not in results or figures["p50_us"] < results[kind.strip()]["p50_us"]:
                     results[kind.strip()] = figures
-    finally:
-        await runner.cleanup()
     results["added_by_sqlite"] = {
         "p50_us": results["sqlite"]["p50_us"] - results["memory"]["p50_us"],
         "p99_us": results["sqlite"]["p99_us"] - results["memory"]["p99_us"],

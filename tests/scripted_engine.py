@@ -5,7 +5,7 @@ Test support, not part of the installed package: tests import it as ``tests.scri
 import it the same way with the repository root on ``sys.path``.
 
 ``ScriptedEngine`` implements the ``Engine`` protocol in-process; ``make_scripted_app``
-serves it over the SGLang ``/generate`` wire subset (JSON or incremental SSE stream,
+(or ``served``, which runs it on 127.0.0.1 on a free port) serves it over the SGLang ``/generate`` wire subset (JSON or incremental SSE stream,
 ``meta_info`` with ``output_token_logprobs``, ``finish_reason``, ``weight_version``), plus
 ``/health`` and ``/get_weight_version``. Its own latency is fixed and small, so what a benchmark measures
 through it is the caller's overhead. Fault injection: ``abort_next(after)`` ends the next
@@ -18,6 +18,7 @@ It is not a model: the answer to a prompt is ``script(input_ids)``, emitted in c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,18 @@ def make_scripted_app(engine: ScriptedEngine) -> web.Application:
     app.router.add_get("/health", _health)
     app.router.add_get("/get_weight_version", _weight_version)
     return app
+
+
+@contextlib.asynccontextmanager
+async def served(engine: ScriptedEngine) -> AsyncIterator[str]:
+    """``engine`` over HTTP on 127.0.0.1 on a free port: yields its base URL and always stops it."""
+    runner = web.AppRunner(make_scripted_app(engine))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 async def _health(http: web.Request) -> web.Response:

@@ -7,12 +7,11 @@ import argparse
 
 import openai
 import pytest
-from aiohttp import web
 
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway import serve
 from tests.helpers_model import tiny_model_dir
-from tests.scripted_engine import ScriptedEngine, make_scripted_app
+from tests.scripted_engine import ScriptedEngine, served
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -40,20 +39,14 @@ async def test_serving_in_front_of_an_engine_url() -> None:
     from transformers import AutoTokenizer
 
     answer = AutoTokenizer.from_pretrained(model).encode("Bonjour!<|im_end|>", add_special_tokens=False)
-    runner = web.AppRunner(make_scripted_app(ScriptedEngine(lambda ids: answer)))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    engine_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    args = parse("--engine-url", engine_url, "--tokenizer", str(model), "--served-model-name", "tiny-fr",
-                 "--port", "0", "--api-key", "secret", "--journal", ":memory:")
-    try:
+    async with served(ScriptedEngine(lambda ids: answer)) as engine_url:
+        args = parse("--engine-url", engine_url, "--tokenizer", str(model), "--served-model-name", "tiny-fr",
+                     "--port", "0", "--api-key", "secret", "--journal", ":memory:")
         async with serve.serving(args, engine_url, None) as base, \
                 openai.AsyncOpenAI(base_url=base, api_key="secret", max_retries=0) as api:
             out = await api.chat.completions.create(model="tiny-fr", messages=[{"role": "user", "content": "Salut"}])
             assert out.choices[0].message.content == "Bonjour!"
             assert [m.id for m in (await api.models.list()).data] == ["tiny-fr"]
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.slow

@@ -18,7 +18,6 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.engine.runtime import Runtime
@@ -28,7 +27,7 @@ from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.live import LiveService, live_service
 from slime_openclaw.types import Method, NextStateKind, TrainingSample, TurnState
 from tests.helpers_model import tiny_model_dir
-from tests.scripted_engine import ScriptedEngine, make_scripted_app
+from tests.scripted_engine import ScriptedEngine, served
 
 CORRECTION = "No, I meant a haiku about the sea. Don't use lists."
 
@@ -213,13 +212,8 @@ async def scripted_url(model_dir: Path) -> AsyncIterator[str]:
     assert isinstance(marker, int) and marker != tok.unk_token_id
     preamble = TokenizerCodec.from_dir(model_dir).render_ids([{"role": "user", "content": "x"}], TOOLS)
     engine = ScriptedEngine(tool_script(first, second, enc("Done.<|im_end|>"), marker, preamble.count(marker)))
-    runner = web.AppRunner(make_scripted_app(engine))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with served(engine) as url:
+        yield url
 
 
 @pytest.mark.parametrize("method", ["binary", "combine"])

@@ -19,7 +19,6 @@ from pathlib import Path
 import openai
 import pytest
 import yaml
-from aiohttp import web
 
 from slime_openclaw.cli import main
 from slime_openclaw.config import OpenClawConfig
@@ -28,7 +27,7 @@ from slime_openclaw.journal.sqlite import SqliteJournal
 from slime_openclaw.slime.services import start_services
 from slime_openclaw.types import TurnState
 from tests.helpers_model import tiny_model_dir
-from tests.scripted_engine import ScriptedEngine, make_scripted_app
+from tests.scripted_engine import ScriptedEngine, served
 
 
 def test_unknown_config_key_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -67,13 +66,8 @@ async def engine_url() -> AsyncIterator[str]:
     from transformers import AutoTokenizer
 
     answer = AutoTokenizer.from_pretrained(tiny_model_dir()).encode("Sure.<|im_end|>", add_special_tokens=False)
-    runner = web.AppRunner(make_scripted_app(ScriptedEngine(lambda ids: answer)))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with served(ScriptedEngine(lambda ids: answer)) as url:
+        yield url
 
 
 async def two_turns(base: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers_model import tiny_model_path, tiny_tokenizer  # noqa: F401  (pytest fixtures)
-from test_signals_fakes import make_turn, user_next
+from test_signals_fakes import CHAT, HINT, make_turn, user_next
 
 from slime_openclaw.chat.template import ChatRenderer
 from slime_openclaw.engine.client import EngineClient
@@ -32,13 +32,6 @@ from slime_openclaw.signals.teacher import TeacherScorer, add_hint
 from slime_openclaw.signals.worker import SignalWorker
 from slime_openclaw.types import Method, TurnState
 
-HINT = "Answer with only the number."
-CHAT = (
-    {"role": "system", "content": "Be brief."},
-    {"role": "user", "content": "What is 2+2?"},
-    {"role": "assistant", "content": "4"},
-    {"role": "user", "content": "And 3+3?"},
-)
 POLICY = RetryPolicy(timeout_s=30.0, retries=1, backoff_s=0.05)
 SHORT = JudgeSampling(temperature=1.0, max_new_tokens=16)
 

@@ -1,4 +1,5 @@
-"""Small faithful stand-ins for the signal tests: a scripted text generator and turn builders.
+"""Small faithful stand-ins for the signal tests: a scripted text generator, turn builders and
+a short chat with a hint for the teacher tests.
 
 The generator follows the ``TextGenerator`` protocol exactly (messages in, reply text out,
 raising on failure); each call consumes the next scripted step.
@@ -12,6 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from slime_openclaw.types import FinishReason, Message, NextState, NextStateKind, Turn, TurnType
+
+HINT = "Answer with only the number."
+CHAT = (
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "4"},
+    {"role": "user", "content": "And 3+3?"},
+)
+"""A chat whose last question the hint answers the format of (teacher scoring tests)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from helpers_model import tiny_model_path, tiny_tokenizer  # noqa: F401  (pytest fixtures)
-from test_signals_fakes import make_turn
+from test_signals_fakes import CHAT, HINT, make_turn
 
 from slime_openclaw.chat.template import ChatRenderer
 from slime_openclaw.engine.client import EngineClient
@@ -21,14 +21,6 @@ from slime_openclaw.signals.teacher import (
     align_teacher_output,
 )
 from slime_openclaw.types import FinishReason
-
-HINT = "Answer with only the number."
-CHAT = (
-    {"role": "system", "content": "Be brief."},
-    {"role": "user", "content": "What is 2+2?"},
-    {"role": "assistant", "content": "4"},
-    {"role": "user", "content": "And 3+3?"},
-)
 
 
 def test_hint_appended_to_last_user_message() -> None:
