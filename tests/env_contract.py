@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import eventually
 
 from slime_openclaw.envs import Observation, Outcome, Step
 
@@ -66,15 +67,6 @@ def processes_with(text: str) -> list[int]:
             if text in cmdline and int(entry.name) != os.getpid():
                 found.append(int(entry.name))
     return found
-
-
-def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def _text(step: Step) -> str:
@@ -150,7 +142,7 @@ class EnvContract:
             assert step.info["timed_out"] is True and step.info["exit_code"] is None
             assert "timed out" in _text(step) and not step.done
             assert case.timeout * 0.9 <= took < case.timeout + 15
-            assert wait_until(lambda: not processes_with(case.token), 5), "the timed-out command survived"
+            await eventually(lambda: not processes_with(case.token), "the timed-out command is gone", timeout_s=5)
             later = await env.step(case.solve[0])  # the episode goes on
             assert later.info.get("timed_out") is False
         finally:
@@ -188,5 +180,5 @@ class EnvContract:
         await env.step(case.solve[0])
         await env.close()
         await env.close()
-        assert wait_until(lambda: not processes_with(case.token), 5)
+        await eventually(lambda: not processes_with(case.token), "no process of the episodes is left", timeout_s=5)
         assert list(private_tmp.iterdir()) == []

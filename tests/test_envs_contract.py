@@ -4,6 +4,7 @@ mode, and for a toy custom environment built by dotted path like a user's would 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import pytest
@@ -15,7 +16,10 @@ from slime_openclaw.envs.tools import assistant_call, function_tool
 
 TIMEOUT = 1.5
 MAX_OUTPUT = 600
-SECRET = "zq-secret-7391"
+SECRET = f"zq-{secrets.token_hex(6)}"
+"""Made at run time, so no file on disk holds it (a leak is the only way to see it)."""
+FACTORS = (secrets.randbelow(9000) + 1000, secrets.randbelow(9000) + 1000)
+PRODUCT = str(FACTORS[0] * FACTORS[1])
 
 
 class ToyShellEnv(Environment):
@@ -89,13 +93,14 @@ def terminal_case(mode: str) -> EnvCase:
 
 def toolcall_case(mode: str) -> EnvCase:
     return _case(
-        "toolcall", [f"isolation={mode}"], "python", "code", "print(9182 * 7391)", "So it is \\boxed{67864162}.",
-        task={"id": "contract", "question": "What is 9182 * 7391?", "answer": "67864162"},
+        "toolcall", [f"isolation={mode}"], "python", "code", f"print({FACTORS[0]} * {FACTORS[1]})",
+        f"So it is \\boxed{{{PRODUCT}}}.",
+        task={"id": "contract", "question": f"What is {FACTORS[0]} * {FACTORS[1]}?", "answer": PRODUCT},
         forever="import subprocess\nsubprocess.run(['sleep', 'TOKEN'])", flood="while True: print('flood ' * 20)",
         peeks=["import os, sys; print(dict(os.environ)); print(sys.argv); print(os.listdir('.'))",
-               "import subprocess; print(subprocess.run('grep -rs 67864162 / --exclude-dir=proc --exclude-dir=sys "
+               f"import subprocess; print(subprocess.run('grep -rs {PRODUCT} / --exclude-dir=proc --exclude-dir=sys "
                "2>/dev/null | head -3', shell=True, capture_output=True, text=True).stdout)"],
-        secret="67864162",
+        secret=PRODUCT,
     )
 
 

@@ -6,7 +6,8 @@ import asyncio
 import os
 
 import pytest
-from env_contract import processes_with, wait_until
+from env_contract import processes_with
+from waiting import eventually
 
 from slime_openclaw.envs import sandbox as sandbox_module
 from slime_openclaw.envs.process import run_process
@@ -43,17 +44,17 @@ async def test_processes_that_leave_the_group_do_not_survive(box):
     result = await box.run(f"(setsid sleep {token} &); nohup sleep {token} >/dev/null 2>&1 & echo started")
     assert result.exit_code == 0 and not result.timed_out and result.seconds < 2
     # bwrap: the killed namespace's members die asynchronously, within moments
-    assert wait_until(lambda: processes_with(f"sleep {token}") == [], 5)
+    await eventually(lambda: processes_with(f"sleep {token}") == [], "the sleeps are gone", timeout_s=5)
 
 
 async def test_a_cancelled_run_kills_its_command(box):
     token = f"{os.getpid()}.{id(box) % 1000 + 1000}"
     running = asyncio.ensure_future(box.run(f"sleep {token}", timeout=30))
-    assert await asyncio.to_thread(wait_until, lambda: processes_with(f"sleep {token}") != [], 5)
+    await eventually(lambda: processes_with(f"sleep {token}") != [], "the sleep started", timeout_s=5)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert wait_until(lambda: processes_with(f"sleep {token}") == [], 5)
+    await eventually(lambda: processes_with(f"sleep {token}") == [], "the sleeps are gone", timeout_s=5)
 
 
 async def test_write_file_stays_in_the_workspace(box):
