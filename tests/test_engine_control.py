@@ -92,8 +92,7 @@ async def test_in_place_pause_freezes_progress(engine: tuple[Runtime, str]) -> N
                 seen.append(delta)
 
         task = asyncio.create_task(consume())
-        while len(seen) < 2:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(seen) >= 2 or task.done(), "two deltas streamed")
         await client.pause_generation("in_place")
         frozen = len(seen)
         await asyncio.sleep(0.4)

@@ -15,6 +15,7 @@ from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.journal.memory import MemoryJournal
 from tests.gateway_fakes import reply_ids, running_gateway
 from tests.scripted_engine import ScriptedEngine
+from tests.waiting import eventually
 
 GOOD = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
 U = [{"role": "user", "content": "hi"}]
@@ -105,8 +106,7 @@ async def test_overload_gives_429_with_retry_after() -> None:
             aiohttp.ClientSession() as http:
         url = f"{api.base_url}chat/completions"
         first = asyncio.create_task(_post(http, url, GOOD))
-        while deps.metrics.in_flight == 0:
-            await asyncio.sleep(0.005)
+        await eventually(lambda: deps.metrics.in_flight == 1 or first.done(), "the first request in flight")
         status, headers, payload = await _post(http, url, GOOD)
         assert status == 429 and headers["Retry-After"] == "2" and payload["error"]["code"] == "overloaded"
         assert (await first)[0] == 200
