@@ -38,6 +38,8 @@ concurrency 64.
 relays the direct path's requests and the engine's answers as bytes (the gateway's HTTP
 client and aiohttp's server; no rendering, parsing, sessions or journal). It is what any
 Python process in the middle costs on this machine, the floor under the gateway's figures.
+The sessions' own share of the gateway's work (history digests, matching, fingerprints) is
+measured alone, with up to 10,000 sessions open, by benchmarks/session_matching.py.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 512] [--concurrency 1 16 64]
         [--token-delay 0.004] [--journal :memory:] [--rounds 2] [--json out.json] [--relay-floor]

@@ -39,8 +39,8 @@ from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
+from slime_openclaw.gateway.matching import session_end
 from slime_openclaw.gateway.metrics import GatewayMetrics
-from slime_openclaw.gateway.sessions import session_end
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.journal.location import CHECKPOINT_INTERVAL_SECONDS, MEMORY

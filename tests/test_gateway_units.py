@@ -1,9 +1,8 @@
-"""Unit tests of the gateway's pure parts: request validation, sessions and their memory bound,
-resume loop edge cases, stop trimming, auth rules, metrics text."""
+"""Unit tests of the gateway's pure parts: request validation, resume loop edge cases, stop
+trimming, auth rules, metrics text (sessions and continuity: tests/test_sessions.py)."""
 
 from __future__ import annotations
 
-import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -15,16 +14,8 @@ from slime_openclaw.gateway.auth import check_bearer, check_bind, is_loopback
 from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.responses import ChunkEncoder, StopTrimmer, chunk, sse
-from slime_openclaw.gateway.sessions import (
-    PendingTurn,
-    SessionTable,
-    history_key,
-    messages_hash,
-    next_state_for,
-    tokens_hash,
-)
 from slime_openclaw.gateway.wire import parse_chat_request
-from slime_openclaw.types import FinishReason, NextStateKind, TurnType
+from slime_openclaw.types import FinishReason
 from tests.scripted_engine import ScriptedEngine, token_log_prob
 
 
@@ -49,99 +40,6 @@ def test_wire_normalizes_messages() -> None:
 def test_wire_rejects_assistant_without_content_or_calls() -> None:
     with pytest.raises(RequestError, match="content or tool_calls"):
         parse_chat_request({"model": "m", "messages": [{"role": "assistant", "content": None}]})
-
-
-def test_canonical_history_ignores_echo_differences() -> None:
-    ours = [{"role": "user", "content": "q"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1, "b": 2}'}}]}]
-    echoed = [{"role": "user", "content": "q"},
-              {"role": "assistant", "content": "", "reasoning_content": "hmm", "tool_calls": [
-                  {"id": "other", "type": "function", "function": {"name": "f", "arguments": '{"b":2,"a":1}'}}]}]
-    assert messages_hash(ours) == messages_hash(echoed)
-    assert history_key([*echoed, {"role": "tool", "tool_call_id": "x", "content": "r"}]) == messages_hash(ours)
-    assert history_key([{"role": "user", "content": "q"}]) is None
-
-
-def test_fingerprints_tell_apart_what_differs_and_only_that() -> None:
-    import numpy as np
-
-    assert tokens_hash([1, 2, 3]) == tokens_hash((1, 2, 3)) == tokens_hash(np.array([1, 2, 3]))
-    assert tokens_hash(range(1, 4)) == tokens_hash([1, 2, 3])
-    assert len({tokens_hash(ids) for ids in ([1, 2, 3], [1, 2], [12, 3], [1, 23], [], [3, 2, 1])}) == 6
-    base = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
-    variants = [base, base[:1], [{"role": "user", "content": "q "}, base[1]],
-                [base[0], {"role": "assistant", "content": "a", "tool_calls": [
-                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}]}],
-                [base[0], {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "not json"}}]}]]
-    assert len({messages_hash(v) for v in variants}) == len(variants)
-
-
-def _pending(key: str, history: list[dict], ids: list[int]) -> PendingTurn:
-    return PendingTurn.build(key, history, ids)
-
-
-def test_session_table_matches_by_history_and_ends_idle_sessions() -> None:
-    table = SessionTable(ttl=10.0)
-    a, ended = table.assign([{"role": "user", "content": "hi"}], "a", None, now=0.0)
-    assert (a.session_id, a.matched_by, a.turn_index, a.created) == ("a", "header", 0, True) and not ended
-    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
-    table.complete(a.session_id, _pending("k0", history, [1, 2, 3]), now=1.0)
-    b, _ = table.assign([*history, {"role": "user", "content": "more"}], None, None, now=2.0)
-    assert (b.session_id, b.turn_index, b.matched_by) == (a.session_id, 1, "history")
-    assert b.previous is not None and b.previous.turn_key == "k0"
-    side, _ = table.assign([{"role": "user", "content": "title"}], a.session_id, TurnType.SIDE, now=3.0)
-    assert side.previous is None and side.turn_index == 2
-    table.complete(a.session_id, _pending("k1", [*history, {"role": "user", "content": "more"}], [1]), now=4.0)
-    assert table.expire(now=13.0) == []
-    assert [p.turn_key for p in table.expire(now=15.0)] == ["k1"] and len(table) == 0
-
-
-def test_next_state_continuity_rules() -> None:
-    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
-    prev = _pending("k", history, [5, 6, 7])
-    tools = [{"role": "tool", "tool_call_id": "a", "content": "1"}, {"role": "tool", "tool_call_id": "b", "content": "2"}]
-    ok = next_state_for(prev, [*history, *tools], [5, 6, 7, 8], now=1.0)
-    assert ok.continuous and ok.kind is NextStateKind.TOOL and len(ok.messages) == 2
-    edited = next_state_for(prev, [{"role": "user", "content": "HI"}, *history[1:], tools[0]], [5, 6, 7, 8], now=1.0)
-    assert not edited.continuous and edited.messages == () and "does not extend" in edited.break_reason
-    tokens = next_state_for(prev, [*history, tools[0]], [5, 6, 9, 8], now=1.0)
-    assert not tokens.continuous and "tokens" in tokens.break_reason
-    assert next_state_for(prev, [*history, tools[0]], [5, 6, 9, 8], now=1.0, check_tokens=False).continuous
-    retried = next_state_for(prev, history, [5, 6, 7], now=1.0)
-    assert not retried.continuous
-
-
-def _churn(table: SessionTable, start: int, stop: int) -> int:
-    """Open ``stop - start`` new sessions with one served turn each; returns how many ended."""
-    ended_total = 0
-    for i in range(start, stop):
-        msgs = [{"role": "user", "content": f"conversation {i}"}]
-        a, ended = table.assign(msgs, None, None, now=float(i))
-        ended_total += len(ended)
-        history = [*msgs, {"role": "assistant", "content": "r"}]
-        table.complete(a.session_id, _pending(f"k{i}", history, [i] * 50), now=float(i))
-    return ended_total
-
-
-def test_ten_thousand_sessions_stay_bounded() -> None:
-    table = SessionTable(ttl=1e9, max_sessions=10_000)
-    assert _churn(table, 0, 12_000) == 2_000  # every evicted session handed back its pending turn
-    assert len(table) == 10_000 and len(table._by_history) == 10_000
-
-
-def test_session_memory_is_flat_under_churn() -> None:
-    table = SessionTable(ttl=1e9, max_sessions=500)
-    tracemalloc.start()
-    try:
-        _churn(table, 0, 1_000)
-        baseline = tracemalloc.get_traced_memory()[0]
-        _churn(table, 1_000, 2_500)
-        grown = tracemalloc.get_traced_memory()[0] - baseline
-    finally:
-        tracemalloc.stop()
-    assert grown < 20_000, grown
 
 
 @pytest.mark.parametrize("stream", [True, False])

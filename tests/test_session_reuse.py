@@ -155,3 +155,23 @@ async def test_restart_on_the_same_journal_with_the_same_keys_loses_no_answer(tm
         assert resumed.next_state.kind is NextStateKind.USER and resumed.next_state.continuous
         assert [journal.get(f"s0:{i}") is not None for i in range(4)] == [True] * 4
         assert journal.get("s1:1").state is TurnState.SERVED  # s1's next conversation is epoch 1
+
+
+async def test_a_journal_that_cannot_say_where_a_key_stopped_gets_503_not_a_guess() -> None:
+    from slime_openclaw.errors import JournalError
+    from slime_openclaw.journal.memory import MemoryJournal
+
+    class Unreadable(MemoryJournal):
+        def last_turn_for_client(self, client_key: str):  # type: ignore[no-untyped-def]
+            raise JournalError("disk I/O error")
+
+    journal = Unreadable()
+    async with running_gateway(counting(), journal=journal) as (api, deps):
+        try:
+            await ask(api, "k", [{"role": "user", "content": "hi"}])
+        except openai.APIStatusError as exc:
+            assert exc.status_code == 503 and exc.response.headers.get("Retry-After")
+        else:
+            raise AssertionError("expected 503")
+        assert deps.metrics.sessions_open == 0 and journal.records() == []
+        assert await api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}])

@@ -37,7 +37,7 @@ from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.recording import GeneratedTurn, TurnBook, TurnContext
 from slime_openclaw.gateway.sessions import Assignment
 from slime_openclaw.gateway.wire import ChatRequest
-from slime_openclaw.types import Message
+from slime_openclaw.types import FinishReason, Message
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,8 @@ class ChatService:
             message = self._finish(ex, assignment)
         finally:
             await tokens.aclose()  # a client that went away must not leave the engine generating
+            if assignment is not None and ex.recorded is None:  # failed before its turn was recorded
+                self.book.abandon(assignment)
         body = R.chat_completion(
             cid=ex.cid, created=ex.created, model=self.model_name, message=message,
             finish_reason=self._client_finish(ex, message), usage_obj=self._usage(ex),
@@ -214,7 +216,8 @@ class ChatService:
         if assignment is not None:
             generated = GeneratedTurn(
                 prompt_ids=ex.prompt_ids, response_ids=tuple(gen.output_ids), log_probs=tuple(gen.log_probs),
-                weight_versions=tuple(gen.weight_versions), finish_reason=gen.finish_reason, message=message,
+                weight_versions=tuple(gen.weight_versions), message=message,
+                finish_reason=FinishReason(self._client_finish(ex, message)),  # as the client is told
                 sampling={**ex.request.sampling_summary(), "max_new_tokens": gen.sampling.max_new_tokens},
             )
             ex.recorded = self.book.close(assignment, ex.request, generated, session_done=ex.context.session_done)

@@ -1,10 +1,12 @@
 """From served requests to recorded turns: session headers, next states, session ends.
 
 ``TurnBook`` is the bridge between the session table (which decides continuity) and the
-``TurnRecorder`` (the journal seam): when a request arrives it assigns the session and
-attaches the previous turn's next state; when the answer is complete it records the turn
-token-exactly and makes it the session's pending turn; when sessions end (``X-Session-Done``,
-idle TTL, capacity) it closes their pending turns with a SESSION_END next state. A side
+``TurnRecorder`` (the journal seam): when a request arrives it assigns the session and works
+out the previous turn's next state; when the answer is complete it attaches that next state,
+records the turn token-exactly and makes it the session's pending turn; a request that fails
+first is abandoned (its session is left as if it never came: no empty session stays open,
+and a retry finds the previous turn again); when sessions end (``X-Session-Done``, idle TTL,
+capacity) it closes their pending turns with a SESSION_END next state. A side
 turn is recorded and discarded at once (never trained); ``X-OpenClaw-Train: off`` requests
 are served but never reach this module's recorder.
 
@@ -19,23 +21,18 @@ journal failing (gateway/journal_health.py) until a write commits again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from slime_openclaw.errors import JournalError, RequestError, TurnKeyCollision
+from slime_openclaw.errors import JournalError, RequestError, TurnKeyCollision, UnavailableError
 from slime_openclaw.gateway.journal_health import JournalHealth
+from slime_openclaw.gateway.matching import History, PendingTurn, next_state_for, session_end
 from slime_openclaw.gateway.metrics import GatewayMetrics
-from slime_openclaw.gateway.sessions import (
-    Assignment,
-    PendingTurn,
-    SessionTable,
-    SessionTail,
-    next_state_for,
-    session_end,
-)
+from slime_openclaw.gateway.sessions import Assignment, SessionTable, SessionTail
 from slime_openclaw.gateway.wire import ChatRequest
 from slime_openclaw.journal.base import TurnRecorder
 from slime_openclaw.journal.writer import JournalWriter, Write
@@ -61,10 +58,14 @@ class TurnContext:
 
 
 def turn_context(headers: Mapping[str, str], request: ChatRequest) -> TurnContext:
-    """Read ``X-Session-Id``, ``X-Turn-Type``, ``X-Session-Done`` and ``X-OpenClaw-Train``."""
+    """Read ``X-Session-Id``, ``X-Turn-Type``, ``X-Session-Done`` and ``X-OpenClaw-Train``.
+
+    The session key: the ``X-Session-Id`` header, else ``metadata.session_id``, else
+    ``prompt_cache_key``, else ``user`` (the most specific first: a ``user`` spans sessions).
+    """
     session_id, matched_by = headers.get("X-Session-Id") or None, "header"
     if session_id is None:
-        session_id, matched_by = request.metadata_session_id or request.user, "body"
+        session_id, matched_by = request.metadata_session_id or request.prompt_cache_key or request.user, "body"
     raw_type = (headers.get("X-Turn-Type") or "").strip().lower()
     if raw_type and raw_type not in ("main", "side"):
         raise RequestError("X-Turn-Type must be 'main' or 'side'", param="X-Turn-Type")
@@ -123,35 +124,55 @@ class TurnBook:
 
     def _journal_tail(self, client_key: str) -> SessionTail | None:
         """Where the journal says the key's last session stopped (after a restart, or long ago)."""
-        record = self.recorder.last_turn_for_client(client_key)
+        try:
+            record = self.recorder.last_turn_for_client(client_key)
+        except JournalError as exc:  # without it the key's next turn key is unknown: do not guess
+            log.error("looking up where a session key stopped failed: %s", exc.message)
+            raise UnavailableError("the journal cannot be read right now; retry shortly", code="journal_unavailable",
+                                   retry_after=self.health.retry_after) from exc
         if record is None:
             return None
         turn = record.turn
         pending = None
         if turn.turn_type is TurnType.MAIN and turn.messages:
-            pending = PendingTurn.build(turn.key, (*turn.messages, turn.response_message),
+            pending = PendingTurn.build(turn.key, History.of(turn.messages), turn.response_message,
                                         turn.prompt_ids + turn.response_ids)
         return SessionTail(turn.session_id, turn.session_epoch, turn.turn_index + 1, pending,
                            observed=record.state is not TurnState.SERVED)
 
     def open(self, context: TurnContext, messages: Sequence[Message], prompt_ids: Sequence[int]) -> Assignment:
-        """Assign the request to a session; attach the previous turn's next state, if any.
+        """Assign the request to a session and work out the previous turn's next state, if any.
 
-        Raises 503 ``journal_unavailable`` first when the journal cannot record now.
+        The next state is attached by ``close`` (with this turn's record), so a request that
+        fails leaves the previous turn waiting for the client's retry (``abandon``). Raises
+        503 ``journal_unavailable`` first when the journal cannot record now.
         """
         self.health.require()
         now = self.clock()
         self._end_all(self.sessions.expire(now), now)
+        history = History.of(messages)
         assignment, ended = self.sessions.assign(
-            messages, context.session_id, context.turn_type, now, matched_by=context.matched_by
+            history, context.session_id, context.turn_type, now, matched_by=context.matched_by
         )
         self._end_all(ended, now)
         self.metrics.sessions_open = len(self.sessions)
+        state = None
         if assignment.previous is not None:
-            state = next_state_for(assignment.previous, messages, prompt_ids, now,
+            state = next_state_for(assignment.previous, history, prompt_ids, now,
                                    check_tokens=self.check_token_continuity)
-            self._attach(assignment.previous.turn_key, state)
-        return assignment
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request -> session %s turn %d (%s: %s)%s", assignment.session_id, assignment.turn_index,
+                      assignment.matched_by, assignment.reason, _describe(assignment.previous, state))
+        return dataclasses.replace(assignment, history=history, next_state=state)
+
+    def abandon(self, assignment: Assignment) -> None:
+        """The request failed before its turn was recorded: leave the sessions as if it never came."""
+        now = self.clock()
+        orphan = self.sessions.release(assignment)
+        if orphan is not None:
+            self._attach(orphan.turn_key, session_end(now))
+        self.metrics.sessions_open = len(self.sessions)
+        log.debug("request for session %s turn %d failed: released", assignment.session_id, assignment.turn_index)
 
     def close(self, assignment: Assignment, request: ChatRequest, generated: GeneratedTurn,
               *, session_done: bool) -> asyncio.Future[BaseException | None]:
@@ -179,12 +200,15 @@ class TurnBook:
             client_key=assignment.client_key,
             session_epoch=assignment.epoch,
         )
+        if assignment.previous is not None and assignment.next_state is not None:
+            self._attach(assignment.previous.turn_key, assignment.next_state)
         recorded = self._submit("record_turn", turn.key, lambda: self.recorder.record_turn(turn))
         recorded.add_done_callback(lambda done: self._unrecorded(done, assignment.session_id, turn.key))
         if assignment.turn_type is TurnType.SIDE:
             self._submit("discard", turn.key, lambda: self.recorder.discard(turn.key, "side turn"))
         else:
-            pending = PendingTurn.build(turn.key, (*request.messages, generated.message),
+            history = assignment.history or History.of(request.messages)
+            pending = PendingTurn.build(turn.key, history, generated.message,
                                         generated.prompt_ids + generated.response_ids)
             displaced = self.sessions.complete(assignment.session_id, pending, now)
             if displaced is not None:
@@ -246,3 +270,15 @@ class TurnBook:
             self.metrics.turns_recorded += 1
         elif write.what == "attach_next_state":
             self.metrics.next_states[write.label] += 1
+
+
+def _describe(previous: PendingTurn | None, state: NextState | None) -> str:
+    """The next-state decision for a DEBUG line: turn key, kind, counts and reasons, no text."""
+    if previous is None or state is None:
+        return "; no previous turn"
+    if not state.continuous:
+        return f"; previous turn {previous.turn_key}: break ({state.break_reason})"
+    extra = ", reply dropped by the client" if state.reply_dropped else ""
+    if state.dropped_messages:
+        extra += f", {state.dropped_messages} prompt message(s) not replayed"
+    return f"; previous turn {previous.turn_key}: next state {state.kind.value}, {len(state.messages)} message(s){extra}"

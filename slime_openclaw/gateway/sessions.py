@@ -1,13 +1,21 @@
-"""Sessions: which conversation a request belongs to, and what the previous turn's next state is.
+"""Sessions: which conversation a request belongs to, and which served turn it follows.
 
-Resolution order: the ``X-Session-Id`` header, else ``metadata.session_id`` or ``user`` in
-the body, else the request's history itself. For history matching, every session keeps a
-fingerprint (hash) of its last served turn's messages plus our reply; a new request is
-matched by hashing its messages up to and including its last assistant message, one
-dictionary lookup whatever the number of open sessions. A request that matches nothing
-starts a new session, so a stock client that sends no id still gets its turns grouped.
+Resolution order: a client session key (the ``X-Session-Id`` header, else ``metadata.session_id``,
+``prompt_cache_key`` or ``user`` in the body; gateway/recording.py reads them), else the
+request's history itself. History matching uses the continuity rule of gateway/matching.py:
+every session's pending turn is indexed by its reply keys (prompt prefix + our reply) and
+its prompt key (whole prompt, for replies the client dropped), so a request is matched with
+one lookup for its last assistant message and a few for a dropped reply, whatever the
+number of open sessions. A request that matches nothing starts a new session, so a stock
+client that sends no key still gets its turns grouped.
 
-Memory is bounded: a session keeps only hashes and counts of its last turn (never the
+A client key names one session at a time. Once that session ended, the key's next request
+resumes it (at its next turn index) where the history continues its last turn, and
+otherwise starts the key's next epoch, session ``KEY#n``: a turn key is never taken twice.
+Where each key stopped is remembered for the last ``max_sessions`` ended keys, and asked of
+``tail_lookup`` (the journal) beyond that and after a restart.
+
+Memory is bounded: a session keeps only digests and counts of its last turn (never the
 messages or token ids), at most ``max_sessions`` sessions are open (the least recently
 active is ended first), and a session idle longer than ``ttl`` seconds ends. An ended
 session hands back its last turn so the caller records a SESSION_END next state.
@@ -17,81 +25,13 @@ This module decides continuity; it does not render, generate or write the journa
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import orjson
-
-from slime_openclaw.types import Message, NextState, NextStateKind, TurnType
-
-
-def canonical_message(message: Message) -> dict:
-    """The parts of a message that identify it, insensitive to how clients echo our replies.
-
-    Content ``None`` and ``""`` are equal, tool-call arguments compare as parsed JSON, and
-    tool-call ids and reasoning content are ignored (clients often rewrite or drop them).
-    """
-    canon: dict = {"role": message.get("role"), "content": message.get("content") or ""}
-    for key in ("name", "tool_call_id"):
-        if message.get(key):
-            canon[key] = message[key]
-    calls = message.get("tool_calls") or []
-    if calls:
-        canon["tool_calls"] = [[c["function"]["name"], _canonical_arguments(c["function"]["arguments"])] for c in calls]
-    return canon
-
-
-def _canonical_arguments(arguments: str) -> str:
-    try:
-        return orjson.dumps(orjson.loads(arguments), option=orjson.OPT_SORT_KEYS).decode()
-    except (TypeError, ValueError):  # not JSON (or beyond orjson's ranges): compared verbatim
-        return arguments
-
-
-def _fingerprint(data: bytes) -> str:
-    # SHA-256 (hardware-accelerated on current CPUs, faster than BLAKE2 here), 128 bits kept.
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
-def messages_hash(messages: Sequence[Message]) -> str:
-    """A fingerprint of a message list (see ``canonical_message``).
-
-    Serialized with orjson (sorted keys), several times faster than ``json.dumps`` on the
-    per-request path; fingerprints live in memory only, so their exact bytes are free.
-    """
-    return _fingerprint(orjson.dumps([canonical_message(m) for m in messages], option=orjson.OPT_SORT_KEYS))
-
-
-def tokens_hash(ids: Sequence[int]) -> str:
-    """A fingerprint of a token id sequence (its JSON array: the fastest exact serialization at hand)."""
-    try:
-        data = orjson.dumps(ids if isinstance(ids, (list, tuple)) else list(ids))
-    except TypeError:  # ids of another int type (numpy): the same bytes through Python ints
-        data = orjson.dumps([int(i) for i in ids])
-    return _fingerprint(data)
-
-
-@dataclass(frozen=True)
-class PendingTurn:
-    """The last main turn of a session, waiting for its next state. Hashes only, no text."""
-
-    turn_key: str
-    message_count: int
-    """Number of messages in the request plus our reply."""
-    history_hash: str
-    """``messages_hash(request messages + [reply])``."""
-    token_count: int
-    """``len(prompt_ids) + len(response_ids)``."""
-    token_hash: str
-    """``tokens_hash(prompt_ids + response_ids)``."""
-
-    @classmethod
-    def build(cls, turn_key: str, history: Sequence[Message], token_ids: Sequence[int]) -> PendingTurn:
-        """Fingerprint a served turn: ``history`` is its messages plus our reply."""
-        return cls(turn_key, len(history), messages_hash(history), len(token_ids), tokens_hash(token_ids))
+from slime_openclaw.gateway.matching import History, PendingTurn, continuation
+from slime_openclaw.types import NextState, TurnType
 
 
 @dataclass(frozen=True)
@@ -129,6 +69,10 @@ class Assignment:
     """Why the request went to this session (ids and rules only, never text): for DEBUG logs."""
     created: bool = False
     """This request opened the session."""
+    history: History | None = None
+    """The request's message digests (set by the caller; the served turn is fingerprinted from them)."""
+    next_state: NextState | None = None
+    """The previous turn's next state, attached once this turn is recorded (set by the caller)."""
 
 
 @dataclass
@@ -143,14 +87,7 @@ class _Session:
 
 @dataclass
 class SessionTable:
-    """Open sessions, bounded in number and idle time. Not thread-safe: one event loop owns it.
-
-    A session keyed by a client key is found by that key while open. Once it ended, the key's
-    next request resumes it where its history continues the last turn, and otherwise starts the
-    key's next epoch (a fresh session id): turn keys never repeat. Where each key stopped is
-    remembered for the last ``max_sessions`` ended keys, and looked up with ``tail_lookup``
-    (the journal) beyond that and after a restart.
-    """
+    """Open sessions, bounded in number and idle time. Not thread-safe: one event loop owns it."""
 
     ttl: float = 1800.0
     """Seconds of inactivity after which a session ends."""
@@ -158,67 +95,76 @@ class SessionTable:
     """Open sessions kept at most; the least recently active ends first."""
     tail_lookup: TailLookup | None = None
     _sessions: OrderedDict[str, _Session] = field(default_factory=OrderedDict)
-    _by_history: dict[str, str] = field(default_factory=dict)
+    _by_reply: dict[bytes, str] = field(default_factory=dict)
+    _by_prompt: dict[bytes, str | int] = field(default_factory=dict)
+    """Prompt key -> session id, or how many sessions share that prompt (ambiguous: never matched)."""
     _by_key: dict[str, str] = field(default_factory=dict)
     _ended: OrderedDict[str, SessionTail] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def assign(self, messages: Sequence[Message], client_key: str | None, turn_type: TurnType | None,
+    def assign(self, history: History, client_key: str | None, turn_type: TurnType | None,
                now: float, *, matched_by: str = "header") -> tuple[Assignment, list[PendingTurn]]:
         """Resolve a request to a session and reserve its turn index.
 
         Returns the assignment and the pending turns of sessions that ended to make room.
         A main turn takes the session's pending turn (the caller attaches its next state).
         """
-        ended: list[PendingTurn] = []
         created = False
         if client_key:
-            session, reason = self._keyed(client_key)
             how = matched_by
+            session, reason = self._open_of_key(client_key), "open session of the client key"
             if session is None:
-                session, reason = self._open_keyed(client_key, messages, now)
+                session, reason = self._open_keyed(client_key, history, now)
                 created = True
         else:
-            session_id = self._by_history.get(history_key(messages) or "")
-            session = self._sessions.get(session_id) if session_id else None
-            how, reason = "history", "history continues the session's last turn"
+            session, reason = self._match(history)
+            how = "history"
             if session is None:
-                session, how, reason = self._add(_Session(f"sess-{uuid.uuid4().hex[:20]}", now)), "new", "no match"
-                created = True
-        if created:
-            ended = self._evict_over_capacity()
+                session = self._add(_Session(f"sess-{uuid.uuid4().hex[:20]}", now))
+                how, reason, created = "new", "history continues no open session", True
+        ended = self._evict_over_capacity() if created else []
         self._touch(session, now)
         kind = turn_type or TurnType.MAIN
-        previous = None
-        if kind is TurnType.MAIN and session.pending is not None:
-            previous = self._take_pending(session)
+        previous = self._take_pending(session) if kind is TurnType.MAIN and session.pending is not None else None
         index = session.next_index
         session.next_index += 1
         return Assignment(session.session_id, index, kind, previous, how, session.client_key, session.epoch,
                           reason, created), ended
 
-    def _keyed(self, client_key: str) -> tuple[_Session | None, str]:
+    def _open_of_key(self, client_key: str) -> _Session | None:
         session_id = self._by_key.get(client_key)
-        return (self._sessions.get(session_id) if session_id else None), "open session of the client key"
+        return self._sessions.get(session_id) if session_id else None
 
-    def _open_keyed(self, client_key: str, messages: Sequence[Message], now: float) -> tuple[_Session, str]:
+    def _match(self, history: History) -> tuple[_Session | None, str]:
+        """The open session whose pending turn ``history`` continues: one lookup, a few for a dropped reply."""
+        key = history.reply_key()
+        session = self._sessions.get(self._by_reply.get(key, "")) if key is not None else None
+        if session is not None:
+            return session, "history holds the reply of the session's last turn"
+        for prompt_key in history.prompt_candidates():
+            found = self._by_prompt.get(prompt_key)
+            if isinstance(found, str) and found in self._sessions:
+                return self._sessions[found], "history extends the last turn's prompt without its reply"
+        return None, ""
+
+    def _open_keyed(self, client_key: str, history: History, now: float) -> tuple[_Session, str]:
         """Resume the key's ended session where the history continues it, else open its next epoch."""
         tail = self._ended.pop(client_key, None)
         if tail is None and self.tail_lookup is not None:
             tail = self.tail_lookup(client_key)
         if tail is None:
             return self._add(_Session(client_key, now, client_key=client_key)), "first session of the client key"
-        if tail.pending is not None and next_state_for(tail.pending, messages, (), now, check_tokens=False).continuous:
-            session = _Session(tail.session_id, now, tail.next_index, None if tail.observed else tail.pending,
-                               client_key, tail.epoch)
-            if session.pending is not None:
-                self._by_history[session.pending.history_hash] = session.session_id
-            return self._add(session), f"resumes ended session {tail.session_id} at turn {tail.next_index}"
+        if tail.pending is not None and continuation(tail.pending, history) is not None:
+            session = self._add(_Session(tail.session_id, now, tail.next_index, client_key=client_key,
+                                         epoch=tail.epoch))
+            if not tail.observed:
+                self._set_pending(session, tail.pending)
+            return session, f"resumes ended session {tail.session_id} at turn {tail.next_index}"
         epoch = tail.epoch + 1
-        session = _Session(f"{client_key}#{epoch}", now, client_key=client_key, epoch=epoch)
-        return self._add(session), f"new epoch {epoch}: history does not continue ended session {tail.session_id}"
+        session = self._add(_Session(f"{client_key}#{epoch}", now, client_key=client_key, epoch=epoch))
+        return session, f"new epoch {epoch}: history does not continue ended session {tail.session_id}"
 
     def _add(self, session: _Session) -> _Session:
         self._sessions[session.session_id] = session
@@ -236,10 +182,31 @@ class SessionTable:
         if session is None:  # ended while the turn was generating
             return pending
         displaced = self._take_pending(session) if session.pending is not None else None
-        session.pending = pending
-        self._by_history[pending.history_hash] = session_id
+        self._set_pending(session, pending)
         self._touch(session, now)
         return displaced
+
+    def release(self, assignment: Assignment) -> PendingTurn | None:
+        """The request of ``assignment`` failed (nothing recorded): undo what it changed.
+
+        The turn it took becomes the session's pending turn again (a retry finds it), its turn
+        index is free again, and a session it opened that holds nothing else is closed. Returns the taken turn when its
+        session ended meanwhile (the caller closes it with a session end), else None.
+        """
+        session = self._sessions.get(assignment.session_id)
+        previous = assignment.previous
+        if session is None:
+            return previous
+        if previous is not None and session.pending is None:
+            self._set_pending(session, previous)
+        if session.next_index != assignment.turn_index + 1:
+            return None  # a later request of the session took the next index: keep the gap
+        session.next_index -= 1  # never recorded: the retry takes the same index
+        if assignment.created and session.pending is None:
+            del self._sessions[session.session_id]
+            if self._by_key.get(session.client_key) == session.session_id:
+                del self._by_key[session.client_key]
+        return None
 
     def end(self, session_id: str) -> PendingTurn | None:
         """End a session now (``X-Session-Done``); returns its pending turn, if any."""
@@ -282,56 +249,30 @@ class SessionTable:
                 ended.append(pending)
         return ended
 
+    def _set_pending(self, session: _Session, pending: PendingTurn) -> None:
+        session.pending = pending
+        for key, _ in pending.reply_keys:
+            self._by_reply[key] = session.session_id
+        found = self._by_prompt.get(pending.prompt_key)
+        if found is None or found == session.session_id:
+            self._by_prompt[pending.prompt_key] = session.session_id
+        else:  # another session has the very same prompt: which one a dropped reply follows is unknowable
+            self._by_prompt[pending.prompt_key] = (found if isinstance(found, int) else 1) + 1
+
     def _take_pending(self, session: _Session) -> PendingTurn:
         pending = session.pending
         assert pending is not None
         session.pending = None
-        if self._by_history.get(pending.history_hash) == session.session_id:
-            del self._by_history[pending.history_hash]
+        for key, _ in pending.reply_keys:
+            if self._by_reply.get(key) == session.session_id:
+                del self._by_reply[key]
+        found = self._by_prompt.get(pending.prompt_key)
+        if found == session.session_id or found == 1:
+            del self._by_prompt[pending.prompt_key]
+        elif isinstance(found, int):
+            self._by_prompt[pending.prompt_key] = found - 1
         return pending
 
     def _touch(self, session: _Session, now: float) -> None:
         session.last_seen = now
         self._sessions.move_to_end(session.session_id)
-
-
-def history_key(messages: Sequence[Message]) -> str | None:
-    """Fingerprint of the messages up to and including the last assistant message, if any."""
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].get("role") == "assistant":
-            return messages_hash(messages[: i + 1])
-    return None
-
-
-def next_state_for(previous: PendingTurn, messages: Sequence[Message], prompt_ids: Sequence[int],
-                   now: float, *, check_tokens: bool = True) -> NextState:
-    """The next state of ``previous`` carried by a new request, or a recorded break.
-
-    Continuous when the new messages start with the previous request's messages and our
-    reply (message level) and, with ``check_tokens``, the new prompt ids start with the
-    previous prompt ids followed by the response ids (token level).
-    """
-    count = previous.message_count
-    new = tuple(messages[count:])
-    kind = _kind_of(new)
-    reason = None
-    if len(messages) <= count or messages_hash(messages[:count]) != previous.history_hash:
-        reason = "history does not extend the previous turn (edited, compacted or retried)"
-    elif any(m.get("role") == "assistant" for m in new):
-        reason = "history contains assistant messages the gateway did not serve"
-    elif check_tokens and (len(prompt_ids) < previous.token_count
-                           or tokens_hash(prompt_ids[: previous.token_count]) != previous.token_hash):
-        reason = "rendered prompt does not start with the previous prompt and response tokens"
-    if reason is not None:
-        return NextState(kind=kind, messages=(), continuous=False, break_reason=reason, observed_at=now)
-    return NextState(kind=kind, messages=new, observed_at=now)
-
-
-def session_end(now: float) -> NextState:
-    """The next state of a turn whose session ended with no further message."""
-    return NextState(kind=NextStateKind.SESSION_END, observed_at=now)
-
-
-def _kind_of(messages: Sequence[Message]) -> NextStateKind:
-    roles = {m.get("role") for m in messages}
-    return NextStateKind.TOOL if roles and roles <= {"tool"} else NextStateKind.USER

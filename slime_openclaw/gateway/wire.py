@@ -34,7 +34,7 @@ _KNOWN_FIELDS = frozenset(
         "model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens",
         "max_completion_tokens", "stop", "stream", "stream_options", "logprobs", "top_logprobs",
         "n", "logit_bias", "response_format", "seed", "presence_penalty", "frequency_penalty",
-        "user", "metadata",
+        "user", "metadata", "prompt_cache_key",
     }
 ) | _IGNORED_FIELDS
 
@@ -64,6 +64,8 @@ class ChatRequest:
     user: str | None = None
     metadata_session_id: str | None = None
     """``metadata.session_id``, when given."""
+    prompt_cache_key: str | None = None
+    """``prompt_cache_key`` (OpenClaw sends its session id there): a session key, not sent to the engine."""
     seed: int | None = None
     """Sampling seed (sent to the engine as ``sampling_seed``): same seed, same answer."""
 
@@ -112,9 +114,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         if not isinstance(stream_options, dict):
             raise RequestError("'stream_options' must be an object", param="stream_options")
         include_usage = _optional_bool(stream_options, "include_usage", False, param="stream_options.include_usage")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise RequestError("'user' must be a string", param="user")
+    user = _optional_str(body, "user")
     return ChatRequest(
         model=model,
         messages=messages,
@@ -127,8 +127,9 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         stream=stream,
         include_usage=include_usage,
         logprobs=_optional_bool(body, "logprobs", False),
-        user=user or None,
+        user=user,
         metadata_session_id=_metadata_session_id(body.get("metadata")),
+        prompt_cache_key=_optional_str(body, "prompt_cache_key"),
         seed=_parse_seed(body.get("seed")),
     )
 
@@ -296,6 +297,13 @@ def _parse_stop(raw: Any) -> tuple[str, ...]:
     if len(stops) > MAX_STOP_SEQUENCES:
         raise RequestError(f"at most {MAX_STOP_SEQUENCES} stop sequences", param="stop")
     return tuple(stops)
+
+
+def _optional_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise RequestError(f"'{name}' must be a string", param=name)
+    return value or None
 
 
 def _metadata_session_id(raw: Any) -> str | None:

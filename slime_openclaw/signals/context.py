@@ -97,6 +97,8 @@ class JudgeInput:
     """What produced the next state."""
     next_messages: tuple[Message, ...]
     """The raw next-state messages, for rule-based judges."""
+    reply_dropped: bool = False
+    """The client went on without the response (it discarded it; see ``NextState.reply_dropped``)."""
 
     @property
     def next_roles(self) -> str:
@@ -110,15 +112,21 @@ class JudgeInput:
         if self.since_task:
             sections.append(f"## CONTEXT SINCE THAT REQUEST\n{self.since_task}")
         sections.append(f"## ASSISTANT RESPONSE\n{self.response or '(empty)'}")
-        sections.append(f"## NEXT STATE (role: {self.next_roles})\n{self.next_state}")
+        dropped = "; the client discarded the response and went on without it" if self.reply_dropped else ""
+        sections.append(f"## NEXT STATE (role: {self.next_roles}{dropped})\n{self.next_state}")
         return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(sections)}]
 
     @classmethod
     def from_turn(cls, turn: Turn, next_state: NextState, limit: int = DEFAULT_SECTION_CHARS) -> JudgeInput:
-        """Build the sections from a recorded turn and its next state, each clipped to ``limit``."""
-        index = last_user_index(turn.messages)
-        task = message_text(turn.messages[index]) if index is not None else ""
-        after = turn.messages[index + 1 :] if index is not None else turn.messages
+        """Build the sections from a recorded turn and its next state, each clipped to ``limit``.
+
+        Prompt messages the client did not replay (``NextState.dropped_messages``: per-request
+        context such as OpenClaw's) are not the task: it is the last user message before them.
+        """
+        kept = turn.messages[: len(turn.messages) - next_state.dropped_messages]
+        index = last_user_index(kept)
+        task = message_text(kept[index]) if index is not None else ""
+        after = kept[index + 1 :] if index is not None else kept
         return cls(
             task=clip(task, limit),
             since_task=clip("\n\n".join(labelled(m) for m in after), limit),
@@ -126,6 +134,7 @@ class JudgeInput:
             next_state=clip("\n\n".join(labelled(m) for m in next_state.messages), limit),
             next_state_kind=next_state.kind,
             next_messages=tuple(next_state.messages),
+            reply_dropped=next_state.reply_dropped,
         )
 
 

@@ -4,6 +4,7 @@
   exit code or a traceback (-1), or an explicit zero exit code / success flag (+1).
 - ``TestVerdictJudge``: test-runner summaries (pytest, unittest, JSON verdicts).
 - ``UserRatingJudge``: explicit user ratings (thumbs up/down, "that's right", "wrong").
+- ``ReplyDroppedJudge``: the client discarded the response and went on without it (-1).
 - ``FirstDecisive``: ask judges in order, the first that does not abstain decides
   (e.g. rules first, the LLM judge when every rule abstains).
 
@@ -211,6 +212,17 @@ class UserRatingJudge:
         return None
 
 
+class ReplyDroppedJudge:
+    """-1 when the client went on without the response (mini-swe-agent drops a malformed reply
+    and sends a format error instead): the strongest evaluative signal there is. Else abstain."""
+
+    name = "rule:reply_dropped"
+
+    async def judge(self, item: JudgeInput) -> Verdict | None:
+        """See the class docstring."""
+        return _verdict((-1, "the client discarded the response"), self.name) if item.reply_dropped else None
+
+
 class FirstDecisive:
     """Ask judges in order; the first verdict that is not an abstention is the answer."""
 
@@ -230,5 +242,5 @@ class FirstDecisive:
 
 
 def default_rule_judges() -> list[Judge]:
-    """The rule judges in the order they are consulted: tests, tool outcomes, user ratings."""
-    return [TestVerdictJudge(), ToolOutcomeJudge(), UserRatingJudge()]
+    """The rule judges in the order they are consulted: a dropped reply, tests, tool outcomes, user ratings."""
+    return [ReplyDroppedJudge(), TestVerdictJudge(), ToolOutcomeJudge(), UserRatingJudge()]
