@@ -30,8 +30,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from slime_openclaw.gateway.matching import History, PendingTurn, continuation
+from slime_openclaw.gateway.matching import History, PendingTurn, continuation, session_end
 from slime_openclaw.types import NextState, TurnType
+
+__all__ = ["Assignment", "PendingTurn", "SessionTable", "SessionTail", "session_end"]
 
 
 @dataclass(frozen=True)
