@@ -3,7 +3,10 @@
 Serves a checkpoint (default: the tiny model) with the real runtime and HTTP server on
 127.0.0.1 and drives it with ``EngineClient``: ``concurrency`` workers each send
 ``--requests`` streamed-off ``/generate`` calls of ``--max-new-tokens`` tokens
-(``ignore_eos``, so every request has the same length). Prints one JSON line per level.
+(``ignore_eos``, so every request has the same length). Each level runs ``--rounds`` times;
+one JSON line per level gives the median round's tokens/s with the slowest and fastest
+round (on a shared machine a single short round mostly measures the neighbours), and the
+load average when it ended.
 
     .venv/bin/python benchmarks/engine_throughput.py --concurrency 1 8
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -55,7 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="HF checkpoint dir (default: the tiny model)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--requests", type=int, default=2, help="requests per worker")
+    parser.add_argument("--requests", type=int, default=8, help="requests per worker and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per level (the median is reported)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the decoding thread")
     args = parser.parse_args()
@@ -66,7 +72,13 @@ def main() -> None:
     max_running = max(args.concurrency)
     with Runtime.load(args.model, max_running=max_running, threads=args.threads) as runtime, ServerThread(runtime) as url:
         for concurrency in args.concurrency:
-            result = asyncio.run(measure(url, concurrency, args.requests, args.max_new_tokens))
+            rounds = [asyncio.run(measure(url, concurrency, args.requests, args.max_new_tokens))
+                      for _ in range(args.rounds)]
+            rates = sorted(r["tokens_per_s"] for r in rounds)
+            median = statistics.median_low(rates)
+            result = next(r for r in rounds if r["tokens_per_s"] == median)
+            result.update(rounds=args.rounds, slowest_tokens_per_s=rates[0], fastest_tokens_per_s=rates[-1],
+                          load_average_1m=round(os.getloadavg()[0], 2))
             print(json.dumps(result), flush=True)
 
 
