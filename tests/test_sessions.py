@@ -26,7 +26,7 @@ from slime_openclaw.gateway.matching import (
     next_state_for,
     tokens_hash,
 )
-from slime_openclaw.gateway.sessions import SessionTable
+from slime_openclaw.gateway.sessions import SessionTable, epoch_session_id
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.signals.context import JudgeInput, content_text
 from slime_openclaw.signals.rules import ReplyDroppedJudge
@@ -175,6 +175,20 @@ def test_client_keys_stay_separate_and_a_failed_request_leaves_nothing_open() ->
     assert side.previous is None and side.turn_index == 2
 
 
+def test_epoch_session_ids_never_coincide_across_keys() -> None:
+    keys = ["a", "a#1", "a#1#0", "b#", "#", ""]
+    ids = [epoch_session_id(key, epoch) for key in keys for epoch in range(3)]
+    assert len(set(ids)) == len(ids) and epoch_session_id("a", 0) == "a" and epoch_session_id("a", 2) == "a#2"
+    table = SessionTable(max_sessions=1)
+    first, _ = table.assign(History.of([user("x")]), "a#1", None, now=0.0)
+    table.complete(first.session_id, served(f"{first.session_id}:0", [user("x")], said("r")), now=0.0)
+    other, _ = table.assign(History.of([user("y")]), "a", None, now=1.0)  # evicts "a#1"
+    table.complete(other.session_id, served("a:0", [user("y")], said("r")), now=1.0)
+    table.end("a")
+    again, _ = table.assign(History.of([user("z")]), "a", None, now=2.0)
+    assert (first.session_id, again.session_id) == ("a#1#0", "a#1")
+
+
 def _churn(table: SessionTable, start: int, stop: int) -> int:
     """Open ``stop - start`` new sessions with one served turn each; returns how many ended."""
     ended_total = 0
@@ -248,6 +262,8 @@ async def test_openclaw_turns_are_one_session_and_the_context_message_is_dropped
     assert [m["content"] for m in state.messages] == [content_text(m["content"]) for m in sent]
     assert "INTERNAL_CONTEXT" in state.messages[-1]["content"]
     assert first.turn.finish_reason is FinishReason.STOP
+    judged = JudgeInput.from_turn(first.turn, state)  # the task is the user's message, not the context
+    assert "two plus two" in judged.task and "INTERNAL_CONTEXT" not in judged.task + judged.since_task
 
 
 async def test_openclaw_prompt_cache_key_is_its_session_key() -> None:

@@ -11,7 +11,8 @@ client that sends no key still gets its turns grouped.
 
 A client key names one session at a time. Once that session ended, the key's next request
 resumes it (at its next turn index) where the history continues its last turn, and
-otherwise starts the key's next epoch, session ``KEY#n``: a turn key is never taken twice.
+otherwise starts the key's next epoch, session ``KEY#n`` (``epoch_session_id``): a turn key
+is never taken twice.
 Where each key stopped is remembered for the last ``max_sessions`` ended keys, and asked of
 ``tail_lookup`` (the journal) beyond that and after a restart.
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from slime_openclaw.gateway.matching import History, PendingTurn, continuation, session_end
 from slime_openclaw.types import NextState, TurnType
 
-__all__ = ["Assignment", "PendingTurn", "SessionTable", "SessionTail", "session_end"]
+__all__ = ["Assignment", "PendingTurn", "SessionTable", "SessionTail", "epoch_session_id", "session_end"]
 
 
 @dataclass(frozen=True)
@@ -157,16 +158,21 @@ class SessionTable:
         if tail is None and self.tail_lookup is not None:
             tail = self.tail_lookup(client_key)
         if tail is None:
-            return self._add(_Session(client_key, now, client_key=client_key)), "first session of the client key"
+            return self._new_epoch(client_key, 0, now), "first session of the client key"
         if tail.pending is not None and continuation(tail.pending, history) is not None:
             session = self._add(_Session(tail.session_id, now, tail.next_index, client_key=client_key,
                                          epoch=tail.epoch))
             if not tail.observed:
                 self._set_pending(session, tail.pending)
             return session, f"resumes ended session {tail.session_id} at turn {tail.next_index}"
-        epoch = tail.epoch + 1
-        session = self._add(_Session(f"{client_key}#{epoch}", now, client_key=client_key, epoch=epoch))
-        return session, f"new epoch {epoch}: history does not continue ended session {tail.session_id}"
+        session = self._new_epoch(client_key, tail.epoch + 1, now)
+        return session, f"new epoch {session.epoch}: history does not continue ended session {tail.session_id}"
+
+    def _new_epoch(self, client_key: str, epoch: int, now: float) -> _Session:
+        """The key's session ``epoch`` (the next free one should an open session hold that id)."""
+        while epoch_session_id(client_key, epoch) in self._sessions:
+            epoch += 1
+        return self._add(_Session(epoch_session_id(client_key, epoch), now, client_key=client_key, epoch=epoch))
 
     def _add(self, session: _Session) -> _Session:
         self._sessions[session.session_id] = session
@@ -278,3 +284,13 @@ class SessionTable:
     def _touch(self, session: _Session, now: float) -> None:
         session.last_seen = now
         self._sessions.move_to_end(session.session_id)
+
+
+def epoch_session_id(client_key: str, epoch: int) -> str:
+    """The session id of a client key's ``epoch``: the key itself first, then ``KEY#n``.
+
+    One-to-one: a key holding ``#`` is never used bare (its first session is ``KEY#0``), so no
+    key's session id can equal another key's epoch (``"a#1"`` is epoch 1 of ``"a"``, and
+    epoch 0 of the key ``"a#1"`` is ``"a#1#0"``).
+    """
+    return client_key if epoch == 0 and "#" not in client_key else f"{client_key}#{epoch}"
