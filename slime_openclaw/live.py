@@ -41,6 +41,7 @@ from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
 from slime_openclaw.gateway.matching import session_end
 from slime_openclaw.gateway.metrics import GatewayMetrics
+from slime_openclaw.gateway.supervisor import EngineSupervisor, SupervisedEngine
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.journal.location import CHECKPOINT_INTERVAL_SECONDS, MEMORY
@@ -155,9 +156,9 @@ class _Stack:
 
 def _generator(
     config: OpenClawConfig, endpoints: tuple[str, ...], resolve: Resolver, codec: TokenizerCodec,
-    judge_codec: TokenizerCodec, stack: _Stack,
+    judge_codec: TokenizerCodec, stack: _Stack, policy_key: str | None = None,
 ) -> TextGenerator:
-    """One text generator over ``endpoints``, votes spread over them."""
+    """One text generator over ``endpoints``, votes spread over them (``policy_key``: the policy engine's key)."""
     signals = SignalsConfig.from_openclaw(config)
     generators: list[TextGenerator] = []
     for endpoint in endpoints:
@@ -166,7 +167,7 @@ def _generator(
         if native:
             template = codec if endpoint == "policy" else judge_codec
             generators.append(EngineTextGenerator(
-                EngineClient(url), template.renderer, template.tokenizer, signals.sampling,
+                EngineClient(url, api_key=policy_key if endpoint == "policy" else None), template.renderer, template.tokenizer, signals.sampling,
                 template.stop_token_ids, name=endpoint, owns_engine=True,
             ))
         else:
@@ -177,22 +178,24 @@ def _generator(
 
 
 def build_signal_pipeline(
-    config: OpenClawConfig, codec: TokenizerCodec, policy: EngineClient, resolve: Resolver, stack: _Stack
+    config: OpenClawConfig, codec: TokenizerCodec, policy: EngineClient, resolve: Resolver, stack: _Stack,
+    policy_key: str | None = None,
 ) -> Any:
     """The signal pipeline of ``config`` over the policy engine and the configured judges."""
     signals = SignalsConfig.from_openclaw(config)
     judge_codec = TokenizerCodec.from_dir(config.judge.tokenizer) if config.judge.tokenizer else codec
     judge_gen = hint_gen = None
     if config.uses_judge and "llm" in signals.judge:
-        judge_gen = _generator(config, config.judge.endpoints, resolve, codec, judge_codec, stack)
+        judge_gen = _generator(config, config.judge.endpoints, resolve, codec, judge_codec, stack, policy_key)
     if config.uses_teacher and "llm" in signals.hint:
         if judge_gen is not None and config.hint_endpoints == config.judge.endpoints:
             hint_gen = judge_gen
         else:
-            hint_gen = _generator(config, config.hint_endpoints, resolve, codec, judge_codec, stack)
+            hint_gen = _generator(config, config.hint_endpoints, resolve, codec, judge_codec, stack, policy_key)
     reference = None
     if config.uses_teacher and signals.teacher == "reference":
-        reference = EngineClient(resolve(config.teacher.endpoint))
+        reference = EngineClient(resolve(config.teacher.endpoint),
+                                 api_key=policy_key if config.teacher.endpoint == "policy" else None)
         stack.closers.append(reference)
     return build_pipeline(signals, codec.renderer, judge_gen, policy, reference, hint_gen)
 
@@ -243,6 +246,7 @@ async def live_service(
     resolve: Resolver | None = None,
     engine_api_key: str | None = None,
     poll_interval_s: float = 0.25,
+    supervisor: EngineSupervisor | None = None,
 ) -> AsyncIterator[LiveService]:
     """Run journal + gateway + signal workers; yields the running ``LiveService``.
 
@@ -250,6 +254,8 @@ async def live_service(
     the config's journal (closed on exit). ``gateway``: the app settings (default from the
     ``openclaw_gateway_*`` keys); ``host``/``port`` override ``openclaw_gateway_host/port``
     (port 0 picks a free one). ``record_only``: no signal workers (turns stay OBSERVED).
+    ``supervisor``: the embedded engine child's (gateway/supervisor.py): the gateway answers
+    503 while it restarts the child, and ``/healthz`` reports its state.
     """
     codec = TokenizerCodec.from_dir(tokenizer_dir)
     settings = gateway or gateway_settings(config)
@@ -262,9 +268,12 @@ async def live_service(
     worker: SignalWorker | None = None
     try:
         if not record_only:
-            pipeline = build_signal_pipeline(config, codec, engine, resolve or default_resolver(engine_url), stack)
+            pipeline = build_signal_pipeline(config, codec, engine, resolve or default_resolver(engine_url), stack,
+                                             engine_api_key)
             worker = SignalWorker(cast(SignalJournal, store), pipeline, concurrency=config.signal_workers, poll_interval_s=poll_interval_s)
-        deps = GatewayDeps(engine, store, codec, settings, outcomes=store)
+        gateway_engine = engine if supervisor is None else SupervisedEngine(engine, supervisor)
+        deps = GatewayDeps(gateway_engine, store, codec, settings, outcomes=store,
+                           engine_health=None if supervisor is None else supervisor.health)
         bind_port = config.gateway.port if port is None else port
         async with _gateway_site(deps, host or config.gateway.host, bind_port) as url:
             service = LiveService(url, store, worker, deps.metrics)

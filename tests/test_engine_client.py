@@ -111,12 +111,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_unreachable_engine_fails_fast_with_its_url() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+async def test_unreachable_engine_fails_fast_without_naming_its_address() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     async with EngineClient(url, connect_timeout=2.0) as client:
         started = time.monotonic()
-        with pytest.raises(EngineError, match=f"cannot reach engine at {url}"):
+        with pytest.raises(EngineError, match="cannot reach engine") as caught:
             await client.generate(req())
+        assert str(port) not in caught.value.message
         with pytest.raises(EngineError, match="cannot reach engine"):
             [d async for d in client.stream(req())]
         assert not await client.health()

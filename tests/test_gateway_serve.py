@@ -8,6 +8,7 @@ import argparse
 import openai
 import pytest
 
+from slime_openclaw.engine.child import embedded_engine
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway import serve
 from tests.helpers_model import tiny_model_dir
@@ -53,7 +54,7 @@ async def test_serving_in_front_of_an_engine_url() -> None:
 async def test_embedded_engine_child_serves_and_stops() -> None:
     model = tiny_model_dir()
     args = parse("--embedded", "--port", "0", "--journal", ":memory:")
-    with serve.embedded_engine(model, max_running=2) as engine_url:
+    with embedded_engine(model, max_running=2) as engine_url:
         async with serve.serving(args, engine_url, model) as base, \
                 openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0) as api:
             assert [m.id for m in (await api.models.list()).data] == [model.name]

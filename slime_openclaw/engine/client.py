@@ -2,7 +2,8 @@
 
 Implements the ``Engine`` protocol (engine/protocol.py) over engine/http.py's keep-alive
 HTTP client, plus the admin calls the weight-update path needs. Every failure to reach the engine or an error answer becomes
-``EngineError`` with the engine's URL and message; an unreachable engine fails within the
+``EngineError`` with what failed and the engine's message, never the engine's address (the
+gateway relays these to clients, who must not learn it); an unreachable engine fails within the
 connect timeout (2 s by default).
 
 Streaming: SGLang's ``/generate`` SSE chunks repeat the *cumulative* ``output_ids`` and
@@ -115,17 +116,16 @@ class EngineClient:
 
     async def _request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> Any:
         """One non-streaming call; returns parsed JSON (or text when the answer is not JSON)."""
-        url = self.base_url + path
         try:
             async with await self._send(method, path, body, timeout or self._request_timeout) as response:
                 raw = await response.read()
-            _raise_for_status(response.status, response.reason, raw, url)
+            _raise_for_status(response.status, response.reason, raw, path)
         except ConnectError as exc:
-            raise EngineError(f"cannot reach engine at {self.base_url}: {exc}") from exc
+            raise EngineError(f"cannot reach engine ({_what(exc)})") from exc
         except TimeoutError as exc:
-            raise EngineError(f"engine at {self.base_url} did not answer {path} in time") from exc
+            raise EngineError(f"the engine did not answer {path} in time") from exc
         except (OSError, ProtocolError) as exc:
-            raise EngineError(f"engine at {self.base_url} failed on {path}: {exc}") from exc
+            raise EngineError(f"the engine failed on {path} ({_what(exc)})") from exc
         if not raw.strip():
             return None
         try:
@@ -138,7 +138,7 @@ class EngineClient:
         """Generate (or score, with ``max_new_tokens=0``) and return the whole result."""
         body = await self._request("POST", "/generate", request.to_json(stream=False))
         if not isinstance(body, dict) or "meta_info" not in body:
-            raise EngineError(f"engine at {self.base_url} returned an unexpected /generate body")
+            raise EngineError("the engine returned an unexpected /generate body")
         meta = body["meta_info"]
         output_ids = tuple(int(t) for t in body.get("output_ids") or ())
         log_probs = tuple(float(v) for v in _values(meta.get("output_token_logprobs")))
@@ -159,13 +159,12 @@ class EngineClient:
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
         """Generate, yielding only the tokens that are new in each chunk."""
-        url = self.base_url + "/generate"
         reader = _DeltaReader(len(request.input_ids))
         try:
             async with await self._send("POST", "/generate", request.to_json(stream=True),
                                         self._request_timeout) as response:
                 if response.status != 200:
-                    _raise_for_status(response.status, response.reason, await response.read(), url)
+                    _raise_for_status(response.status, response.reason, await response.read(), "/generate")
                 body = response.chunks()
                 batches = _sse_batches(body)
                 try:
@@ -181,12 +180,12 @@ class EngineClient:
                     await batches.aclose()
                     await body.aclose()
         except ConnectError as exc:
-            raise EngineError(f"cannot reach engine at {self.base_url}: {exc}") from exc
+            raise EngineError(f"cannot reach engine ({_what(exc)})") from exc
         except TimeoutError as exc:
-            raise EngineError(f"engine at {self.base_url} stalled while streaming") from exc
+            raise EngineError("the engine stalled while streaming") from exc
         except (OSError, ProtocolError) as exc:
-            raise EngineError(f"engine at {self.base_url} failed while streaming: {exc}") from exc
-        raise EngineError(f"engine at {self.base_url} ended the stream without a finish_reason")
+            raise EngineError(f"the engine failed while streaming ({_what(exc)})") from exc
+        raise EngineError("the engine ended the stream without a finish_reason")
 
     async def weight_version(self) -> int:
         """The engine's current weight version."""
@@ -223,7 +222,7 @@ class EngineClient:
             body["weight_version"] = str(weight_version)
         answer = await self._request("POST", "/update_weights_from_disk", body)
         if not isinstance(answer, dict) or not answer.get("success"):
-            raise EngineError(f"engine at {self.base_url} refused the weight update: {answer}")
+            raise EngineError(f"the engine refused the weight update: {answer}")
         return str(answer.get("message", ""))
 
     async def flush_cache(self) -> bool:
@@ -242,6 +241,11 @@ class EngineClient:
         return body if isinstance(body, dict) else {}
 
 
+def _what(exc: BaseException) -> str:
+    """A transport failure by its kind only: its text names the engine's address, which clients never see."""
+    return type(exc).__name__
+
+
 def loads(raw: bytes) -> Any:
     """Parse a JSON answer; Python's parser takes over for the ``NaN``/``Infinity`` that strict JSON lacks."""
     try:
@@ -250,7 +254,7 @@ def loads(raw: bytes) -> Any:
         return json.loads(raw)
 
 
-def _raise_for_status(status: int, reason: str, raw: bytes, url: str) -> None:
+def _raise_for_status(status: int, reason: str, raw: bytes, path: str) -> None:
     if status < 400:
         return
     message = raw.decode("utf-8", "replace").strip()
@@ -262,7 +266,7 @@ def _raise_for_status(status: int, reason: str, raw: bytes, url: str) -> None:
     except ValueError:
         pass
     code = "engine_rejected" if 400 <= status < 500 else "engine_unavailable"
-    raise EngineError(f"engine at {url} answered {status}: {message or reason}", code=code)
+    raise EngineError(f"the engine answered {status} on {path}: {message or reason}", code=code)
 
 
 async def _sse_batches(body: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes], None]:

@@ -41,6 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
+from slime_openclaw.engine.child import engine_key_from_env, tie_to_parent
 from slime_openclaw.engine.runtime import Runtime
 from slime_openclaw.engine.wire import GenerateCall, ResponseBuilder
 from slime_openclaw.errors import ConfigError, EngineError, RequestError
@@ -284,7 +285,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model and serve it until interrupted."""
+    """Load the model and serve it until interrupted (or, as a gateway's child, until the gateway is gone)."""
+    tie_to_parent()
+    args.api_key = args.api_key or engine_key_from_env()
     if not _is_loopback(args.host) and not args.api_key:
         raise ConfigError(f"refusing to bind {args.host} without --api-key (only loopback is open)")
     if args.max_running < 1 or args.threads < 1:

@@ -77,6 +77,8 @@ class GatewayDeps:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     outcomes: OutcomeStore | None = None
     """Where ``POST /v1/sessions/{id}/outcome`` records (the journal); None: that route answers 404."""
+    engine_health: Callable[[], dict[str, Any]] | None = None
+    """What ``/healthz`` adds about the engine beyond whether it answers (a supervised child's state)."""
 
 
 GATEWAY_KEY = web.AppKey("gateway", object)
@@ -143,6 +145,8 @@ class _Gateway:
                 "in_flight": self.metrics.in_flight, "sessions_open": len(self.book.sessions)}
         if not journal:
             body["journal_error"] = self.book.health.error
+        if self.deps.engine_health is not None:
+            body.update(self.deps.engine_health())
         return web.json_response(body, status=200 if status == "ok" else 503)
 
     async def metrics_text(self, http: web.Request) -> web.StreamResponse:

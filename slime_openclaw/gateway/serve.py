@@ -2,7 +2,11 @@
 
 ``serve --engine-url URL`` talks to a running engine (SGLang or ``slime-openclaw engine``);
 ``serve --embedded [--model DIR]`` starts the embedded engine as a child process on a free
-loopback port (the tiny default model when ``--model`` is absent) and stops it on exit.
+loopback port (the tiny default model when ``--model`` is absent), restarts it when it dies
+(gateway/supervisor.py; 503 with ``Retry-After`` meanwhile) and stops it on exit; the child
+exits by itself when the gateway dies, even by ``kill -9`` (engine/child.py). It requires a
+bearer key generated per run (or ``--engine-api-key``), passed in its environment, never on
+its command line; its address is not printed nor shown to clients.
 Either way the gateway needs the model's tokenizer to render prompts and parse replies:
 ``--tokenizer DIR`` (default: ``--model``; with ``--engine-url`` and neither, the engine's
 ``/get_model_info`` ``tokenizer_path`` when that directory exists here).
@@ -25,25 +29,24 @@ import asyncio
 import contextlib
 import gc
 import logging
+import secrets
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slime_openclaw.engine.child import EngineChild
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.errors import ConfigError, EngineError
 from slime_openclaw.gateway.app import GatewayConfig
 from slime_openclaw.gateway.auth import check_bind
 from slime_openclaw.gateway.chat import ChatSettings
-from slime_openclaw.journal.base import TurnRecorder
+from slime_openclaw.gateway.supervisor import EngineSupervisor
 
 if TYPE_CHECKING:
     from slime_openclaw.config import OpenClawConfig
 
 log = logging.getLogger(__name__)
-ENGINE_START_TIMEOUT_S = 300.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,39 +102,6 @@ def build_config(args: argparse.Namespace, model_name: str) -> GatewayConfig:
     )
 
 
-def open_recorder(spec: str) -> TurnRecorder:
-    """``:memory:`` -> ``MemoryJournal``; anything else is a SQLite journal file."""
-    if spec == ":memory:":
-        from slime_openclaw.journal.memory import MemoryJournal
-
-        return MemoryJournal()
-    from slime_openclaw.journal.sqlite import SqliteJournal
-
-    return SqliteJournal(spec)
-
-
-@contextlib.contextmanager
-def embedded_engine(model: Path, max_running: int) -> Iterator[str]:
-    """Start ``slime-openclaw engine`` on a free loopback port; yields its URL; stops it on exit."""
-    command = [sys.executable, "-m", "slime_openclaw.cli", "engine", "--model", str(model),
-               "--host", "127.0.0.1", "--port", "0", "--max-running", str(max_running)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()  # "engine listening on http://127.0.0.1:PORT"
-        if "listening on " not in line:
-            raise EngineError(f"embedded engine did not start (exit code {child.wait(5)})")
-        yield line.rsplit("listening on ", 1)[1].strip()
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(5)
-
-
 async def _tokenizer_dir(args: argparse.Namespace, engine: EngineClient, model: Path | None) -> Path:
     if args.tokenizer:
         if not Path(args.tokenizer).is_dir():
@@ -163,7 +133,8 @@ def openclaw_config(args: argparse.Namespace) -> tuple[OpenClawConfig, bool]:
 
 
 @contextlib.asynccontextmanager
-async def serving(args: argparse.Namespace, engine_url: str, model: Path | None) -> AsyncIterator[str]:
+async def serving(args: argparse.Namespace, engine_url: str, model: Path | None,
+                  supervisor: EngineSupervisor | None = None) -> AsyncIterator[str]:
     """Build and start the gateway (and signal workers); yields its base URL; stops everything on exit."""
     from slime_openclaw.live import live_service
 
@@ -176,20 +147,29 @@ async def serving(args: argparse.Namespace, engine_url: str, model: Path | None)
     config = build_config(args, (model or tokenizer_dir).name)
     async with live_service(openclaw, engine_url=engine_url, tokenizer_dir=tokenizer_dir, gateway=config,
                             host=args.host, port=args.port, journal_location=args.journal,
-                            record_only=record_only, engine_api_key=args.engine_api_key) as live:
+                            record_only=record_only, engine_api_key=args.engine_api_key,
+                            supervisor=supervisor) as live:
         yield live.url
 
 
-async def _serve_until_stopped(args: argparse.Namespace, engine_url: str, model: Path | None) -> None:
-    async with serving(args, engine_url, model) as url:
+async def _serve_until_stopped(args: argparse.Namespace, engine_url: str, model: Path | None,
+                               child: EngineChild | None = None) -> None:
+    supervisor = None if child is None else EngineSupervisor(child)
+    async with serving(args, engine_url, model, supervisor) as url:
         gc.freeze()  # what start-up loaded (transformers, the tokenizer) is never scanned by the collector
-        print(f"gateway listening on {url} (engine {engine_url})", flush=True)
+        print(f"gateway listening on {url} " + ("(embedded engine)" if child else f"(engine {engine_url})"), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        watcher = None if supervisor is None else asyncio.create_task(supervisor.run())
+        try:
+            await stop.wait()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -208,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         from slime_openclaw.local.model.tiny_model import ensure_default_model
 
         model = ensure_default_model()
-    with embedded_engine(model, args.engine_max_running) as engine_url:
-        asyncio.run(_serve_until_stopped(args, engine_url, model))
+    args.engine_api_key = args.engine_api_key or secrets.token_urlsafe(32)
+    with EngineChild(model, args.engine_max_running, api_key=args.engine_api_key) as child:
+        asyncio.run(_serve_until_stopped(args, child.url, model, child))
     return 0

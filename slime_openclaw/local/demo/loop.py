@@ -267,7 +267,7 @@ class _Runner:
         return score
 
     async def run(self, policy: Path) -> dict[str, Any]:
-        from slime_openclaw.gateway.serve import embedded_engine
+        from slime_openclaw.engine.child import embedded_engine
         from slime_openclaw.live import close_orphans, live_service, open_configured_journal
         from slime_openclaw.local.training.trainer import TrainerConfig
 
