@@ -67,11 +67,14 @@ async def test_tool_errors_are_answered_and_signalled(terminal):
         {"id": "x1", "type": "function", "function": {"name": "rm_rf", "arguments": "{}"}},
         {"id": "x2", "type": "function", "function": {"name": "bash", "arguments": "{not json"}},
         {"id": "x3", "type": "function", "function": {"name": "bash", "arguments": '{"cmd": "ls"}'}},
+        {"id": "x4", "type": "function", "function": "bash"},
+        "not a call",
     ]}
     step = await terminal.step(reply)
-    assert [m["tool_call_id"] for m in step.messages] == ["x1", "x2", "x3"]
+    assert [m["tool_call_id"] for m in step.messages] == ["x1", "x2", "x3", "x4", "call_4"]
     texts = [m["content"] for m in step.messages]
     assert "unknown tool 'rm_rf'" in texts[0] and "not valid JSON" in texts[1] and "'command'" in texts[2]
+    assert "unknown tool ''" in texts[3] and "unknown tool ''" in texts[4]
     assert step.info["tool_error"] and not step.done
 
 

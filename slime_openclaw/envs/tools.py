@@ -54,8 +54,9 @@ def parse_tool_calls(reply: Message, schemas: list[dict[str, Any]]) -> list[Tool
     known = {s["function"]["name"]: s["function"]["parameters"].get("required", []) for s in schemas}
     calls = []
     for index, raw in enumerate(reply.get("tool_calls") or []):
-        function = raw.get("function") or {} if isinstance(raw, dict) else {}
-        call_id = str(raw.get("id") or f"call_{index}") if isinstance(raw, dict) else f"call_{index}"
+        raw = raw if isinstance(raw, dict) else {}
+        function: dict[str, Any] = raw["function"] if isinstance(raw.get("function"), dict) else {}
+        call_id = str(raw.get("id") or f"call_{index}")
         name = str(function.get("name") or "")
         calls.append(_checked(call_id, name, function.get("arguments"), known))
     return calls
