@@ -155,6 +155,8 @@ async def test_reference_trajectories_solve_generated_tasks_read_from_a_file(fam
         ("terminal", {"instruction": "x", "checks": []}, "'checks' is empty"),
         ("terminal", {"instruction": "x", "checks": [{"name": "a"}]}, "check 0 needs a string 'run'"),
         ("terminal", {"instruction": "x", "checks": ["true"], "files": ["a"]}, "'files' must map paths to text"),
+        ("terminal", {"instruction": "x", "checks": ["true"], "files": {"/etc/x": ""}}, "must be relative"),
+        ("terminal", {"instruction": "x", "checks": ["true"], "check_files": {"a/../../x": ""}}, "must be relative"),
         ("toolcall", {"question": "q"}, "missing key 'answer'"),
         ("toolcall", {"question": "q", "answer": " "}, "'answer' is empty"),
         ("toolcall", {"id": "t7", "question": 3, "answer": "1"}, "task 't7': 'question' must be str"),

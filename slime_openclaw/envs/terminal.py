@@ -30,6 +30,7 @@ per ``solution`` command, each with a single ``bash`` tool call
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from slime_openclaw.envs import terminal_tasks
@@ -157,4 +158,8 @@ def require_files(task: dict[str, Any], key: str) -> dict[str, str]:
     files = task.get(key) or {}
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise TaskError(f"terminal task {task.get('id', '?')!r}: {key!r} must map paths to text")
+    for path in files:
+        if not path or path.startswith("/") or ".." in PurePosixPath(path).parts:
+            raise TaskError(f"terminal task {task.get('id', '?')!r}: {key!r} path {path!r} must be relative, "
+                            "inside the workspace")
     return files
