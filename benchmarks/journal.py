@@ -181,10 +181,11 @@ async def _drive(base: str, requests: int, concurrency: int) -> tuple[list[float
 async def _gateway_variant(kind: str, engine_url: str, tokenizer: Path, tmp: Path, requests: int,
                            concurrency: int) -> dict[str, float]:
     from slime_openclaw.config import OpenClawConfig
-    from slime_openclaw.live import live_service, open_configured_journal
+    from slime_openclaw.journal.location import open_journal
+    from slime_openclaw.live import live_service
 
     config = OpenClawConfig.from_mapping({"openclaw_method": "binary", "openclaw_gateway_model_name": "bench"})
-    store = open_configured_journal(config, str(tmp / f"{kind}.sqlite") if kind == "sqlite" else ":memory:")
+    store = open_journal(str(tmp / f"{kind}.sqlite") if kind == "sqlite" else ":memory:", settings=config.journal)
     try:
         async with live_service(config, engine_url=engine_url, tokenizer_dir=tokenizer, journal=store,
                                 port=0) as live:

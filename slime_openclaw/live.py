@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
@@ -44,8 +44,7 @@ from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.supervisor import EngineSupervisor, SupervisedEngine
 from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 from slime_openclaw.journal.base import JournalStore
-from slime_openclaw.journal.location import CHECKPOINT_INTERVAL_SECONDS, MEMORY
-from slime_openclaw.journal.retention import RetentionPolicy
+from slime_openclaw.journal.location import open_journal
 from slime_openclaw.signals.config import SignalsConfig, build_pipeline, make_generator
 from slime_openclaw.signals.judge_backends import (
     EngineTextGenerator,
@@ -53,38 +52,13 @@ from slime_openclaw.signals.judge_backends import (
     TextGenerator,
     aclose_quietly,
 )
-from slime_openclaw.signals.worker import SignalJournal, SignalWorker
+from slime_openclaw.signals.worker import SignalWorker
 from slime_openclaw.types import TurnState
 
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[str], str]
 """An engine reference from the config (``policy``, ``slime:NAME``, URL) -> its URL."""
-
-
-def open_configured_journal(config: OpenClawConfig, location: str | None = None) -> JournalStore:
-    """The journal at ``location`` (default: the config's, else the user data directory).
-
-    ``:memory:`` gives the in-memory journal; a file gets the configured retention, drain
-    lease and background WAL checkpoints.
-    """
-    from slime_openclaw.journal.memory import MemoryJournal
-    from slime_openclaw.journal.sqlite import SqliteJournal
-
-    where = location or config.journal_location()
-    retention = RetentionPolicy(
-        keep_text=config.journal.keep_text, delete_consumed_after_hours=config.journal.retention_hours
-    )
-    if where == MEMORY:
-        return MemoryJournal(retention=retention, claim_lease_seconds=config.journal.claim_lease_s,
-                             drain_lease_seconds=config.journal.drain_lease_s)
-    return SqliteJournal(
-        where,
-        retention=retention,
-        claim_lease_seconds=config.journal.claim_lease_s,
-        drain_lease_seconds=config.journal.drain_lease_s,
-        checkpoint_interval_seconds=CHECKPOINT_INTERVAL_SECONDS,
-    )
 
 
 def gateway_settings(config: OpenClawConfig, served_model_name: str | None = None) -> GatewayConfig:
@@ -260,7 +234,7 @@ async def live_service(
     codec = TokenizerCodec.from_dir(tokenizer_dir)
     settings = gateway or gateway_settings(config)
     owned = journal is None
-    store = open_configured_journal(config, journal_location) if journal is None else journal
+    store = open_journal(journal_location, settings=config.journal) if journal is None else journal
     # Chunks that one read brought in become one delta (same weight version): a gateway
     # that falls behind relays several tokens per SSE event instead of queueing more work.
     engine = EngineClient(engine_url, api_key=engine_api_key, merge_chunks=True)
@@ -270,7 +244,7 @@ async def live_service(
         if not record_only:
             pipeline = build_signal_pipeline(config, codec, engine, resolve or default_resolver(engine_url), stack,
                                              engine_api_key)
-            worker = SignalWorker(cast(SignalJournal, store), pipeline, concurrency=config.signal_workers, poll_interval_s=poll_interval_s)
+            worker = SignalWorker(store, pipeline, concurrency=config.signal_workers, poll_interval_s=poll_interval_s)
         gateway_engine = engine if supervisor is None else SupervisedEngine(engine, supervisor)
         deps = GatewayDeps(gateway_engine, store, codec, settings, outcomes=store,
                            engine_health=None if supervisor is None else supervisor.health)

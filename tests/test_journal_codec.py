@@ -57,3 +57,22 @@ def test_open_journal(tmp_path):
         assert Path(durable.path) == tmp_path / "slime-openclaw" / "journal.sqlite"
     finally:
         durable.close()
+
+
+def test_open_journal_takes_every_setting_from_the_config(tmp_path):
+    from slime_openclaw.config import JournalConfig
+
+    settings = JournalConfig(path=str(tmp_path / "j.sqlite"), keep_text=False, retention_hours=2.0,
+                             claim_lease_s=5.0, drain_lease_s=7.0)
+    for journal in (open_journal(settings=settings), open_journal(":memory:", settings=settings)):
+        try:
+            assert (journal.claim_lease_seconds, journal.drain_lease_seconds) == (5.0, 7.0)
+            assert not journal.retention.keep_text and journal.retention.delete_consumed_after_hours == 2.0
+        finally:
+            journal.close()
+    assert Path(tmp_path / "j.sqlite").is_file()
+    defaults = JournalConfig()
+    for journal in (SqliteJournal(tmp_path / "d.sqlite"), MemoryJournal()):
+        assert (journal.claim_lease_seconds, journal.drain_lease_seconds) == (defaults.claim_lease_s,
+                                                                                defaults.drain_lease_s)
+        journal.close()

@@ -170,14 +170,25 @@ class OutcomeStore(Protocol):
 
 
 class JournalStore(Journal, OutcomeStore, Protocol):
-    """Everything both implementations provide beyond ``Journal``: claim release,
-    iteration (``journal export``), retention and session outcomes.
+    """Everything both implementations provide beyond ``Journal``: keyword options on
+    claiming, judging and draining, claim release, iteration (``journal export``),
+    retention and session outcomes."""
 
-    ``claim_observed``, ``record_signals`` and ``drain`` also take keyword options there:
-    ``claim_observed(limit, owner="", lease_seconds=None)``,
-    ``record_signals(..., discard_reason="no_signal")`` (the reason when ``samples`` is empty),
-    ``drain(n, consumer="", lease_seconds=None)``.
-    """
+    def claim_observed(self, limit: int, *, owner: str = "", lease_seconds: float | None = None) -> list[TurnRecord]:
+        """Claim up to ``limit`` OBSERVED turns for ``owner``; the claim lasts ``lease_seconds``
+        (None: the journal's claim lease)."""
+        ...
+
+    def record_signals(
+        self, turn_key: str, verdict: Verdict | None, hint: Hint | None, samples: Sequence[TrainingSample],
+        *, discard_reason: str = "no_signal",
+    ) -> None:
+        """As ``Journal.record_signals``; ``discard_reason`` is the reason when ``samples`` is empty."""
+        ...
+
+    def drain(self, n: int, consumer: str = "", *, lease_seconds: float | None = None) -> list[TrainingSample]:
+        """As ``Journal.drain``; the lease lasts ``lease_seconds`` (None: the journal's drain lease)."""
+        ...
 
     def release_claims(self, turn_keys: Sequence[str]) -> None:
         """Give claimed OBSERVED turns back before their lease runs out (e.g. a judge is down)."""

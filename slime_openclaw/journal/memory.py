@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from slime_openclaw.config import JournalConfig
 from slime_openclaw.journal import rules
 from slime_openclaw.journal.base import JournalStats, SampleRecord, TurnRecord
 from slime_openclaw.journal.retention import (
@@ -53,8 +54,8 @@ class MemoryJournal:
         self,
         *,
         retention: RetentionPolicy | None = None,
-        claim_lease_seconds: float = 60.0,
-        drain_lease_seconds: float = 600.0,
+        claim_lease_seconds: float = JournalConfig.claim_lease_s,
+        drain_lease_seconds: float = JournalConfig.drain_lease_s,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.retention = retention or RetentionPolicy()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from slime_openclaw.config import JournalConfig
 from slime_openclaw.errors import JournalError, JournalStorageError
 from slime_openclaw.journal import codec, layout, leases, outcomes, purge, rules, schema
 from slime_openclaw.journal import retention as scrubbing
@@ -50,8 +51,8 @@ class SqliteJournal:
         path: str | os.PathLike[str],
         *,
         retention: RetentionPolicy | None = None,
-        claim_lease_seconds: float = 60.0,
-        drain_lease_seconds: float = 600.0,
+        claim_lease_seconds: float = JournalConfig.claim_lease_s,
+        drain_lease_seconds: float = JournalConfig.drain_lease_s,
         busy_timeout_seconds: float = 10.0,
         synchronous: str = "NORMAL",
         create: bool = True,

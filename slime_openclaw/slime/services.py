@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 def open_journal(config: OpenClawConfig) -> Any:
     """The journal at ``openclaw_journal_path`` (default: the user data directory) with the
     configured retention and drain lease."""
-    from slime_openclaw.live import open_configured_journal
+    from slime_openclaw.journal.location import open_journal
 
-    return open_configured_journal(config)
+    return open_journal(settings=config.journal)
 
 
 def resolve_endpoint(endpoint: str, args: Any) -> str:

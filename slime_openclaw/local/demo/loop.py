@@ -268,7 +268,8 @@ class _Runner:
 
     async def run(self, policy: Path) -> dict[str, Any]:
         from slime_openclaw.engine.child import embedded_engine
-        from slime_openclaw.live import close_orphans, live_service, open_configured_journal
+        from slime_openclaw.journal.location import open_journal
+        from slime_openclaw.live import close_orphans, live_service
         from slime_openclaw.local.training.trainer import TrainerConfig
 
         s = self.settings
@@ -277,7 +278,7 @@ class _Runner:
         self.state.save(self.progress_path)  # the session prefix of this run must never repeat
         config = openclaw_config(s)
         ckpt_root = s.workdir / CHECKPOINTS
-        journal = open_configured_journal(config)
+        journal = open_journal(settings=config.journal)
         if restarted:  # sessions of the stopped process cannot continue: end them now, not after the TTL
             close_orphans(journal, idle_s=0.0)
         stop = asyncio.Event()
