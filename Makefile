@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 SLIME_SRC ?= .slime
 
-.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap openclaw openclaw-optional
+.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap openclaw openclaw-optional test-clients
 
 # The real OpenClaw CLI (needs Node >= 24.16; Node 20's npm silently installs the empty
 # placeholder 0.0.1) and Node itself, from the npm registry into a git-ignored cache folder.
@@ -79,6 +79,10 @@ $(OPENCLAW_STAMP):
 	touch $@
 
 openclaw: $(OPENCLAW_STAMP)
+
+# Only the tests with the real stock clients (also part of `make test`).
+test-clients: $(STAMP) openclaw
+	$(PY) -m pytest -q -m clients
 
 # What `make test` uses: the OpenClaw tests skip (saying why) when this could not install it.
 openclaw-optional:
