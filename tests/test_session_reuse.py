@@ -8,7 +8,6 @@ starts the key's next epoch (a fresh session id), so a turn key is never taken t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -18,13 +17,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import openai
-from aiohttp import web
 
 from slime_openclaw.journal.sqlite import SqliteJournal
 from slime_openclaw.types import NextStateKind, TurnState
 from tests.gateway_fakes import reply_ids, running_gateway
 from tests.helpers_model import tiny_model_dir
-from tests.scripted_engine import ScriptedEngine, make_scripted_app
+from tests.scripted_engine import ScriptedEngine, served
+from tests.waiting import eventually
 
 
 def counting() -> ScriptedEngine:
@@ -76,7 +75,8 @@ async def test_eviction_by_capacity_and_ttl_loses_no_answer(tmp_path: Path) -> N
                 for key in ("a", "b", "c"):
                     messages = [{"role": "user", "content": f"round {round_}"}]
                     answers.append((key, await ask(api, key, messages)))
-            await asyncio.sleep(0.4)  # every session idles out
+            await eventually(lambda: journal.stats().turns_by_state["served"] == 0,
+                             "every session idled out (no turn still waits for its next state)")
             for key in ("a", "b"):
                 answers.append((key, await ask(api, key, [{"role": "user", "content": "after the ttl"}])))
             assert deps.metrics.turn_key_collisions == 0 and deps.metrics.recorder_errors == 0
@@ -131,22 +131,16 @@ async def test_restart_on_the_same_journal_with_the_same_keys_loses_no_answer(tm
     from transformers import AutoTokenizer
 
     answer = AutoTokenizer.from_pretrained(tiny_model_dir()).encode("Fine.<|im_end|>", add_special_tokens=False)
-    runner = web.AppRunner(make_scripted_app(ScriptedEngine(lambda ids: answer)))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    engine_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     path = tmp_path / "journal.sqlite"
     keys = ["s0", "s1", "s2"]
     histories = {key: [{"role": "user", "content": f"task of {key}"}] for key in keys}
     answers: list[tuple[str, str]] = []
-    try:
+    async with served(ScriptedEngine(lambda ids: answer)) as engine_url:
         with serve_process(path, engine_url) as url:
             await converse(url, keys, histories, answers, turns=2)
         histories["s1"] = [{"role": "user", "content": "a new conversation"}]  # s0, s2 continue theirs
         with serve_process(path, engine_url) as url:
             await converse(url, keys, histories, answers, turns=2)
-    finally:
-        await runner.cleanup()
     with SqliteJournal(path, create=False) as journal:
         assert_all_recorded(journal, answers)
         assert {r.turn.session_id for r in journal.iter_turns()} == {"s0", "s1", "s1#1", "s2"}
