@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
-SLIME_SRC ?= .slime
+SLIME_ENV := .slime
 
 .PHONY: install test lint typecheck unit demo test-slime bench clean bwrap openclaw openclaw-optional test-clients
 
@@ -56,12 +56,13 @@ test: lint typecheck unit
 demo: $(STAMP)
 	$(VENV)/bin/slime-openclaw demo
 
-# Tests marked `slime` against a checkout of upstream slime (never committed).
+# Tests marked `slime` against upstream slime's own code, built into .slime/ (git-ignored,
+# cached; never committed): slime 624b824a, Megatron-LM at the commit slime's Dockerfile pins
+# with slime's Megatron patches, sglang at slime's pin. SLIME_SRC / MEGATRON_SRC name git
+# repositories holding those commits (default: the mirrors under /work/.mirror).
 test-slime: $(STAMP)
-	test -d $(SLIME_SRC)/slime || { echo "no slime checkout at $(SLIME_SRC); set SLIME_SRC=path" >&2; exit 2; }
-	# what slime's CPU-importable modules and its loss entry point need (never slime itself)
-	$(PIP) install --quiet httpx pylatexenc megatron-core
-	PYTHONPATH=$(abspath $(SLIME_SRC)) $(PY) -m pytest -q -m slime
+	PY=$(PY) tools/slime_env.sh
+	PYTHONPATH=$(CURDIR):$(SLIME_ENV)/site:$(SLIME_ENV)/slime:$(SLIME_ENV)/Megatron-LM $(PY) -m pytest -q -p no:cacheprovider -m slime
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

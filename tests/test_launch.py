@@ -26,12 +26,16 @@ QWEN3 = {"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4, "nu
          "rope_theta": 1000000.0, "vocab_size": 512, "tie_word_embeddings": True}
 
 
+def hf_dir(path: Path, config: dict) -> Path:
+    """A directory with just the ``config.json`` of an HF checkpoint (all launch reads)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
-    path = tmp_path / "ckpt"
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps(QWEN3))
-    return path
+    return hf_dir(tmp_path / "ckpt", QWEN3)
 
 
 @pytest.fixture
@@ -164,3 +168,57 @@ def test_ray_submit_command_carries_runtime_env(checkpoint, tmp_path) -> None:
     runtime_env = json.loads(argv[argv.index("--runtime-env-json") + 1])
     assert runtime_env["env_vars"]["PYTHONPATH"].startswith("/s:")
     assert argv[argv.index("--") + 1:] == plan.command
+
+
+@pytest.mark.parametrize(("item", "fragment"), [
+    ("slime.use-kl-los=true", "did you mean slime.use-kl-loss?"),
+    ("slime.save-intervall=5", "did you mean slime.save-interval?"),
+])
+def test_misspelled_slime_flags_are_one_line_errors_without_slime(cli, checkpoint, item, fragment, monkeypatch) -> None:
+    monkeypatch.setattr(launch, "optional_slime", lambda explicit: None)
+    result = cli("--recipe", "binary_rl", "--hf-checkpoint", str(checkpoint), "--dry-run", "--set", item)
+    assert result.returncode == 2 and fragment in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_flags_outside_the_static_list_pass_without_slime(cli, checkpoint, monkeypatch) -> None:
+    monkeypatch.setattr(launch, "optional_slime", lambda explicit: None)
+    result = cli("--recipe", "binary_rl", "--hf-checkpoint", str(checkpoint), "--dry-run",
+                 "--set", "slime.sglang-mem-fraction-static=0.7")
+    assert result.returncode == 0, result.stderr
+    assert "--sglang-mem-fraction-static 0.7" in result.stdout
+
+
+def test_every_emitted_flag_is_one_launch_relies_on(checkpoint, tmp_path) -> None:
+    from slime_openclaw.slime.flags import RELIED_ON
+
+    for name in available_recipes():
+        command = compose(load_recipe(name), hf_checkpoint=checkpoint, run_dir=tmp_path, train_script="T").command
+        model_flags = set(megatron_model_args(QWEN3))
+        ours = {part for part in command if part.startswith("--") and part not in model_flags}
+        assert ours <= RELIED_ON, f"{name}: {sorted(ours - RELIED_ON)} not in RELIED_ON (the slime parse test checks it)"
+
+
+def test_save_interval_and_resume_from_the_save_directory(checkpoint, tmp_path) -> None:
+    fresh = compose(load_recipe("combine"), hf_checkpoint=checkpoint, run_dir=tmp_path, train_script="T")
+    argv = fresh.command
+    assert argv[argv.index("--save-interval") + 1] == "20" and fresh.resumed_from is None
+    assert argv[argv.index("--load") + 1] == str(checkpoint) == argv[argv.index("--ref-load") + 1]
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("20")
+    again = compose(load_recipe("combine"), hf_checkpoint=checkpoint, run_dir=tmp_path, train_script="T")
+    argv = again.command
+    assert again.resumed_from == tmp_path / "checkpoints"
+    assert argv[argv.index("--load") + 1] == str(tmp_path / "checkpoints")
+    assert argv[argv.index("--ref-load") + 1] == str(checkpoint)  # the reference stays the HF checkpoint
+    pinned = apply_overrides(load_recipe("combine"), [f"slime.load={checkpoint}"])
+    assert compose(pinned, hf_checkpoint=checkpoint, run_dir=tmp_path, train_script="T").resumed_from is None
+
+
+def test_dry_run_line_expands_slime_dir_when_pasted(cli, checkpoint, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("SLIME_DIR", raising=False)
+    result = cli("--recipe", "opd", "--hf-checkpoint", str(checkpoint), "--run-dir", str(tmp_path / "run"), "--dry-run")
+    line = result.stdout.splitlines()[1]
+    assert line.startswith('PYTHONPATH="$SLIME_DIR:')
+    echoed = subprocess.run(["bash", "-c", f"SLIME_DIR=/opt/slime; set -- {line}; echo \"$1 $3\""],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert echoed[0].startswith("PYTHONPATH=/opt/slime:") and echoed[1] == "/opt/slime/train_async.py"

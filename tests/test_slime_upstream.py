@@ -1,9 +1,8 @@
 """Proof against the real slime: Samples, plugin contracts, and our loss through slime's loss entry.
 
-Marked ``slime``: skipped unless upstream slime is importable. Run with a checkout:
-``make test-slime SLIME_SRC=path`` (slime's CPU-importable modules need ``httpx`` and
-``pylatexenc``; the loss test also needs ``megatron-core`` from PyPI, and is skipped
-without it). slime's own contract checks are imported from its ``tests/plugin_contracts``
+Marked ``slime``: skipped unless upstream slime is importable; ``make test-slime`` runs them
+in the environment tools/slime_env.sh builds (slime 624b824a, the Megatron-LM commit slime
+pins with its patches, sglang 0.5.15.post1). slime's own contract checks are imported from its ``tests/plugin_contracts``
 (they stub ``ray``/``sglang_router`` as slime's contract suite does).
 """
 

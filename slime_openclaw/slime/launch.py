@@ -8,6 +8,12 @@ job submit`` when ``--ray-address`` is given, with our package and slime on
 Ray starts inside the job with its dashboard on 127.0.0.1 (Ray's default); launch binds
 nothing itself, kills nothing, and stops only the process it started.
 Errors (unknown recipe or key, missing checkpoint, no slime) are one line and exit 2.
+
+Every ``slime.*`` key is checked before anything runs (slime itself would drop a misspelled
+flag silently): against slime's own parsers when the slime checkout is known (``--slime-dir``,
+``$SLIME_DIR``; read by running ``slime_openclaw.slime.flags`` with the job's ``PYTHONPATH``),
+else against the flags launch relies on (``flags.RELIED_ON``). When ``--save`` already holds a
+Megatron checkpoint the job resumes from it (``recipe.resume_dir``) and launch says so.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import yaml
 
 import slime_openclaw
 from slime_openclaw.errors import ConfigError
+from slime_openclaw.slime import flags as slime_flags
 from slime_openclaw.slime.recipe import LaunchPlan, apply_overrides, available_recipes, compose, load_recipe
 
 PLUGIN_ROOT = Path(slime_openclaw.__file__).resolve().parent.parent
@@ -69,6 +76,39 @@ def find_slime(explicit: Path | None, environ: dict[str, str] | os._Environ[str]
     raise ConfigError(f"slime not found at {where}: pass --slime-dir with a checkout of github.com/THUDM/slime")
 
 
+def known_flags(slime_dir: Path | None, python: str) -> tuple[set[str], bool]:
+    """slime's option strings and True, or ``RELIED_ON`` and False when slime's parser cannot be read."""
+    if slime_dir is None:
+        return set(slime_flags.RELIED_ON), False
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(slime_dir), str(PLUGIN_ROOT), os.environ.get("PYTHONPATH", "")])}
+    try:
+        done = subprocess.run([python, "-m", "slime_openclaw.slime.flags"], env=env, capture_output=True, text=True,
+                              timeout=600, check=False)
+        if done.returncode == 0:
+            return set(json.loads(done.stdout)), True
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        reason = str(exc)
+    print(f"launch: slime's parser unreadable ({reason}); checking slime.* keys against the flags launch uses",
+          file=sys.stderr)
+    return set(slime_flags.RELIED_ON), False
+
+
+def check_recipe_flags(args: argparse.Namespace, slime_dir: Path | None) -> None:
+    """One-line ``ConfigError`` for a ``slime.*`` key slime would ignore."""
+    recipe = apply_overrides(load_recipe(args.recipe), args.overrides)
+    known, exhaustive = known_flags(slime_dir, args.python)
+    slime_flags.check_flags(recipe["slime"], known, exhaustive=exhaustive)
+
+
+def optional_slime(explicit: Path | None) -> Path | None:
+    """The slime checkout if one is named or installed, else None (a dry run needs none)."""
+    try:
+        return find_slime(explicit)
+    except ConfigError:
+        return None
+
+
 def plan_from_args(args: argparse.Namespace, slime_dir: Path | None) -> LaunchPlan:
     """The launch plan for parsed CLI arguments (``slime_dir`` None: dry-run placeholder)."""
     recipe = apply_overrides(load_recipe(args.recipe), args.overrides)
@@ -92,6 +132,21 @@ def job_command(plan: LaunchPlan, slime_dir: Path | str, ray_address: str | None
     return submit + plan.command, {}
 
 
+def shell_word(word: str) -> str:
+    """``word`` quoted for a POSIX shell; the ``$SLIME_DIR`` placeholder stays expandable."""
+    if DRY_RUN_SLIME not in word:
+        return shlex.quote(word)
+    escaped = word
+    for char in ("\\", '"', "`", "$"):
+        escaped = escaped.replace(char, "\\" + char)
+    return '"' + escaped.replace("\\" + DRY_RUN_SLIME, DRY_RUN_SLIME) + '"'
+
+
+def shell_line(argv: list[str], env: dict[str, str]) -> str:
+    """The command as one line to paste into a shell (environment assignments first)."""
+    return " ".join([*(f"{k}={shell_word(v)}" for k, v in env.items()), *(shell_word(a) for a in argv)])
+
+
 def _yaml(data: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
@@ -107,13 +162,19 @@ def write_files(plan: LaunchPlan) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``slime-openclaw launch``."""
     plan = plan_from_args(args, None)  # recipe, keys and checkpoint are checked before slime is looked for
-    slime_dir = None if args.dry_run else find_slime(args.slime_dir)
-    if slime_dir is not None:
+    slime_dir = optional_slime(args.slime_dir) if args.dry_run else find_slime(args.slime_dir)
+    check_recipe_flags(args, slime_dir)
+    if slime_dir is not None and not args.dry_run:
         plan = plan_from_args(args, slime_dir)
+    else:
+        slime_dir = None
     argv, env = job_command(plan, slime_dir or DRY_RUN_SLIME, args.ray_address)
+    if plan.resumed_from is not None:
+        print(f"launch: resuming from the checkpoint in {plan.resumed_from} (--load); "
+              "the HF checkpoint is the reference (--ref-load)", file=sys.stderr)
     if args.dry_run:
         print("# command")
-        print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(argv))
+        print(shell_line(argv, env))
         print(f"# {plan.custom_config_path}")
         print(_yaml(plan.custom_config), end="")
         if plan.sglang_config is not None:

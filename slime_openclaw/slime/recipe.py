@@ -34,6 +34,9 @@ RESOURCE_KEYS = {"actor_gpus": int, "rollout_gpus": int, "judge_gpus": int, "jud
 ROLLOUT_FUNCTION = "slime_openclaw.slime.rollout.generate_rollout"
 REWARD_FUNCTION = "slime_openclaw.slime.reward.reward"
 RUN_RELATIVE_KEYS = ("openclaw_journal_path", "openclaw_teacher_topk_dir")
+SAVE_INTERVAL = 20
+"""Default ``--save-interval`` (training steps between Megatron checkpoints; ``--save`` needs one)."""
+MEGATRON_MARKER = "latest_checkpointed_iteration.txt"
 
 
 def available_recipes(recipe_dir: Path = RECIPE_DIR) -> list[str]:
@@ -114,6 +117,8 @@ class LaunchPlan:
     sglang_config: dict[str, Any] | None = None
     sglang_config_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    resumed_from: Path | None = None
+    """The ``--save`` directory the job resumes from (a Megatron checkpoint is there), else None."""
 
 
 def slime_flags(flags: dict[str, Any]) -> list[str]:
@@ -155,7 +160,9 @@ def compose(
     base = {
         "hf-checkpoint": str(hf_checkpoint),
         "load": str(hf_checkpoint),
+        "ref-load": str(hf_checkpoint),
         "save": str(run_dir / "checkpoints"),
+        "save-interval": SAVE_INTERVAL,
         "actor-num-nodes": 1,
         "actor-num-gpus-per-node": int(resources["actor_gpus"]),
         "rollout-num-gpus": int(resources["rollout_gpus"]) + int(resources["judge_gpus"]),
@@ -166,8 +173,22 @@ def compose(
         "sglang-config": str(sglang_path) if sglang_path else None,
     }
     base.update(flags)  # the recipe (and --set slime.*) may override any default above
+    resumed = resume_dir(base, explicit_load="load" in flags)
+    if resumed is not None:
+        base["load"] = str(resumed)  # slime resumes weights, optimizer and step; the HF dir stays the reference
     command = [python, train_script, *model_args, *slime_flags(base)]
-    return LaunchPlan(command, config.to_mapping(), custom_path, sglang, sglang_path)
+    return LaunchPlan(command, config.to_mapping(), custom_path, sglang, sglang_path, resumed_from=resumed)
+
+
+def resume_dir(flags: dict[str, Any], *, explicit_load: bool) -> Path | None:
+    """The ``--save`` directory when it holds a Megatron checkpoint and ``--load`` was not set by hand.
+
+    With ``--load`` at the HF checkpoint slime starts a fresh finetune every time; loading
+    the save directory makes a restarted job continue where the last one saved."""
+    save = flags.get("save")
+    if explicit_load or not save or not (Path(str(save)) / MEGATRON_MARKER).is_file():
+        return None
+    return Path(str(save))
 
 
 def _sglang_config(
