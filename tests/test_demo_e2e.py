@@ -27,6 +27,7 @@ from slime_openclaw.journal.sqlite import SqliteJournal
 from slime_openclaw.local.demo.report import SUMMARY_KEYS
 from slime_openclaw.local.personal.pretrain import FAST_RECIPE, prepare_policy
 from slime_openclaw.local.training.checkpoint import complete_checkpoints
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +94,12 @@ def _wait_for_checkpoint(child: subprocess.Popen[bytes], workdir: Path, timeout_
     raise AssertionError("no checkpoint appeared")
 
 
+def _interactions_done(workdir: Path) -> int:
+    """``progress.json``'s count (written atomically after every interaction; 0 before the first)."""
+    path = workdir / "progress.json"
+    return int(json.loads(path.read_text())["interactions_done"]) if path.is_file() else 0
+
+
 def test_sigkill_mid_run_then_restart_resumes(policy: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "run"
     args = [sys.executable, "-m", "slime_openclaw.cli", *demo_args(policy, workdir, 20, "--eval-every", "0",
@@ -100,7 +107,11 @@ def test_sigkill_mid_run_then_restart_resumes(policy: Path, tmp_path: Path) -> N
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for_checkpoint(child, workdir, 90.0)
-        time.sleep(1.0)  # mid-run: requests, judging and training in flight
+        at_checkpoint = _interactions_done(workdir)
+        # mid-run: the loop went on past the checkpoint (requests, judging and training in flight)
+        wait_until(lambda: child.poll() is not None or _interactions_done(workdir) > at_checkpoint,
+                   "an interaction finished after the first checkpoint", timeout_s=90.0)
+        assert child.poll() is None, "the demo ended before it could be killed"
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)  # the demo and its engine child
