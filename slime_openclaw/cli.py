@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("slime_openclaw.local.model.tiny_model", "write a tiny Qwen2-architecture checkpoint"),
     "prepare-policy": ("slime_openclaw.local.personal.pretrain", "pre-train the tiny policy on synthetic dialogues (cached)"),
     "demo": ("slime_openclaw.local.demo.command", "the whole loop on one CPU machine with simulated users"),
+    "agents": ("slime_openclaw.local.agents.command", "general agents: list environments, evaluate, train"),
     "launch": ("slime_openclaw.slime.launch", "compose and run a slime job with a recipe"),
     "journal": ("slime_openclaw.journal.cli", "inspect and export the durable journal"),
 }

@@ -128,6 +128,10 @@ class _Stack:
         self.closers.clear()
 
 
+SignalStack = _Stack
+"""What ``build_signal_pipeline`` registers its generators on (close it with ``aclose``)."""
+
+
 def _generator(
     config: OpenClawConfig, endpoints: tuple[str, ...], resolve: Resolver, codec: TokenizerCodec,
     judge_codec: TokenizerCodec, stack: _Stack, policy_key: str | None = None,

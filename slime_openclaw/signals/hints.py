@@ -5,6 +5,8 @@
   between ``[HINT]`` and ``[/HINT]``, or ``\\boxed{-1}``. ``select_best_hint`` keeps one.
 - ``CorrectionHintExtractor``: rule-based; an explicit user correction ("no, I meant ...",
   "actually ...", "please don't ...") becomes the hint, quoted.
+- ``ToolErrorHintExtractor``: rule-based; a tool or environment answer that failed (a
+  traceback, a non-zero exit code, an error result) becomes the hint, quoting its error line.
 - ``FirstHint``: extractors in order, the first accepted hint wins.
 
 Selection rule (``select_best_hint``), documented in the README:
@@ -196,6 +198,46 @@ class CorrectionHintExtractor:
                 return None
             text = select_best_hint((1,), [f'The user wants this: "{correction}"'], self.selection)
             return Hint(text=text, accepted=bool(text), votes=(1,), source=self.name)
+        return None
+
+
+_EXIT_MARK = re.compile(r"\[exit code (-?\d+)\]\s*$")
+_ERROR_LINE = re.compile(r"^\s*(?:\w+(?:Error|Exception)\b.*|error\b.*|.*: (?:command )?not found|.*No such file.*)$",
+                         re.IGNORECASE | re.MULTILINE)
+
+
+def failure_line(text: str) -> str | None:
+    """The line that says why a tool answer failed, or None when it did not fail visibly."""
+    stripped = text.strip()
+    exit_code = _EXIT_MARK.search(stripped)
+    failed = "Traceback (most recent call last):" in stripped or (exit_code is not None and exit_code.group(1) != "0")
+    errors = _ERROR_LINE.findall(stripped)
+    if not failed and not (errors and stripped.lower().startswith("error")):
+        return None
+    if errors:
+        return normalize_hint(errors[-1])
+    body = _EXIT_MARK.sub("", stripped).strip().splitlines()
+    return normalize_hint(body[-1]) if body else f"exit code {exit_code.group(1) if exit_code else '?'}"
+
+
+class ToolErrorHintExtractor:
+    """Rule-based: a failed tool/environment answer's error line, quoted, is the hint; abstains otherwise."""
+
+    name = "rule:tool_error"
+
+    def __init__(self, selection: HintSelection | None = None) -> None:
+        self.selection = selection or HintSelection()
+
+    async def extract(self, item: JudgeInput) -> Hint | None:
+        """See the class docstring."""
+        for message in item.next_messages:
+            if message.get("role") not in ("tool", "user"):
+                continue
+            line = failure_line(content_text(message.get("content")))
+            if line is not None:
+                text = select_best_hint((1,), [f'The last step failed with: "{line}". Do it so that this error '
+                                               "cannot happen."], self.selection)
+                return Hint(text=text, accepted=bool(text), votes=(1,), source=self.name)
         return None
 
 

@@ -132,8 +132,9 @@ def write_summary_json(path: str | os.PathLike[str], summary: dict[str, Any]) ->
 
 
 def plot_curve(path: str | os.PathLike[str], curves: dict[str, Sequence[dict[str, Any]]],
-               title: str = "Preference score of first responses") -> None:
-    """Score against interactions, one line per label (Agg backend, PNG)."""
+               title: str = "Preference score of first responses", *, xlabel: str = "training interactions",
+               ylabel: str = "preference score (evaluation)") -> None:
+    """Points' ``score`` against their ``interactions``, one line per label (Agg backend, PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,8 +146,8 @@ def plot_curve(path: str | os.PathLike[str], curves: dict[str, Sequence[dict[str
             xs = [p["interactions"] for p in points]
             ys = [p["score"] for p in points]
             axes.plot(xs, ys, marker="o", label=label)
-        axes.set_xlabel("training interactions")
-        axes.set_ylabel("preference score (evaluation)")
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(ylabel)
         axes.set_ylim(0.0, 1.0)
         axes.set_title(title)
         axes.grid(alpha=0.3)

@@ -21,18 +21,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slime_openclaw.chat.template import IM_END, IM_START, ChatRenderer
+from slime_openclaw.chat.template import ChatRenderer
 from slime_openclaw.local.model.tiny_model import (
     FACTORY_VERSION,
     TinyModelSpec,
@@ -40,14 +38,25 @@ from slime_openclaw.local.model.tiny_model import (
     ensure_default_model,
 )
 from slime_openclaw.local.personal import personas as P
-from slime_openclaw.local.personal.dialogues import CORRECTION_HINT, Dialogue, StyleMix, synthetic_dialogues
+from slime_openclaw.local.personal.dialogues import CORRECTION_HINT, StyleMix, synthetic_dialogues
 from slime_openclaw.local.personal.scoring import preference_score
+from slime_openclaw.local.training.sft import (
+    MANIFEST,
+    build_atomically,
+    encode_dialogue,
+    make_batches,
+    read_manifest,
+    sample_replies,
+    save_weights,
+    train_policy,
+)
 from slime_openclaw.signals.teacher import add_hint
+
+__all__ = ["FAST_RECIPE", "MANIFEST", "PretrainRecipe", "default_policy_dir", "encode_dialogue", "hint_following",
+           "make_batches", "prepare_policy", "read_manifest"]
 
 PRETRAIN_VERSION = 1
 """Bumped whenever the data or the training changes for the same recipe (invalidates caches)."""
-MANIFEST = "pretrain.json"
-IGNORE = -100
 
 
 @dataclass(frozen=True)
@@ -79,127 +88,6 @@ FAST_RECIPE = PretrainRecipe(steps=4, dialogues=48, batch_tokens=1024, verify_sa
 """A seconds-long recipe for tests: the machinery runs, the policy learns little."""
 
 
-def encode_dialogue(renderer: ChatRenderer, dialogue: Dialogue) -> tuple[list[int], list[bool]]:
-    """Token ids of the whole dialogue and a per-token mask of the trained assistant tokens.
-
-    A reply's tokens run from after its ``<|im_start|>assistant\\n`` header to its ``<|im_end|>``
-    inclusive: exactly what the engine generates after the generation prompt.
-    """
-    ids = renderer.render_ids(dialogue.messages, tools=list(dialogue.tools) or None, add_generation_prompt=False)
-    header = renderer.tokenizer.encode(f"{IM_START}assistant\n", add_special_tokens=False)
-    end_id = renderer.tokenizer.convert_tokens_to_ids(IM_END)
-    trained = iter([t for m, t in zip(dialogue.messages, dialogue.train, strict=True) if m["role"] == "assistant"])
-    mask = [False] * len(ids)
-    j = 0
-    while j <= len(ids) - len(header):
-        if ids[j:j + len(header)] != header:
-            j += 1
-            continue
-        start = end = j + len(header)
-        while ids[end] != end_id:
-            end += 1
-        if next(trained):
-            mask[start:end + 1] = [True] * (end + 1 - start)
-        j = end + 1
-    if next(trained, None) is not None:
-        raise ValueError("fewer assistant headers than assistant messages in the rendered dialogue")
-    return ids, mask
-
-
-def make_batches(lengths: Sequence[int], batch_tokens: int, rng: random.Random) -> list[list[int]]:
-    """Indices grouped by similar length, each group's padded size at most ``batch_tokens``; shuffled."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        if current and (len(current) + 1) * lengths[index] > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    rng.shuffle(batches)
-    return batches
-
-
-def _tensors(examples: Sequence[tuple[list[int], list[bool]]], pad_id: int) -> tuple[Any, Any, Any]:
-    import torch
-
-    width = max(len(ids) for ids, _ in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    for row, (ids, mask) in enumerate(examples):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        labels[row, : len(ids)] = torch.tensor([t if m else IGNORE for t, m in zip(ids, mask, strict=True)])
-    return input_ids, attention, labels
-
-
-def _lr_at(step: int, recipe: PretrainRecipe) -> float:
-    if step < recipe.warmup_steps:
-        return recipe.lr * (step + 1) / recipe.warmup_steps
-    progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-    floor = recipe.min_lr_ratio
-    return recipe.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def assistant_loss(model: Any, input_ids: Any, attention: Any, labels: Any) -> Any:
-    """Mean next-token cross-entropy over the labelled (trained) positions only.
-
-    The output projection runs only where a label exists (a quarter of the tokens or fewer),
-    which is most of the saving over a full-vocabulary forward at this model size.
-    """
-    import torch
-
-    hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state[:, :-1]
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
-    logits = model.lm_head(hidden[keep])
-    return torch.nn.functional.cross_entropy(logits, targets[keep])
-
-
-def train_policy(model: Any, examples: Sequence[tuple[list[int], list[bool]]], pad_id: int, recipe: PretrainRecipe,
-                 seed: int, progress: Callable[[int, float], None] | None = None) -> list[float]:
-    """Run ``recipe.steps`` AdamW steps over ``examples`` (cycled); returns the loss per step."""
-    import torch
-
-    torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
-                                  betas=(0.9, 0.98))
-    rng = random.Random(recipe.data_seed + 1)
-    lengths = [len(ids) for ids, _ in examples]
-    batches: list[list[int]] = []
-    losses: list[float] = []
-    model.train()
-    for step in range(recipe.steps):
-        if not batches:
-            batches = make_batches(lengths, recipe.batch_tokens, rng)
-        input_ids, attention, labels = _tensors([examples[i] for i in batches.pop()], pad_id)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, recipe)
-        loss = assistant_loss(model, input_ids, attention, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, losses[-1])
-    model.eval()
-    return losses
-
-
-def _save_weights(model: Any, out: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if model.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "model.safetensors").chmod(0o644)
-
-
 def _probe_prompts(persona: P.Persona, hinted: bool, count: int, rng: random.Random) -> list[tuple[P.Problem, list]]:
     prompts = []
     directives = {P.STUDENT: P.STUDENT_DIRECTIVES, P.TEACHER: P.TEACHER_DIRECTIVES}[persona.name]
@@ -210,29 +98,6 @@ def _probe_prompts(persona: P.Persona, hinted: bool, count: int, rng: random.Ran
             messages = add_hint(messages, CORRECTION_HINT.format(text=rng.choice(directives)))
         prompts.append((problem, messages))
     return prompts
-
-
-def sample_replies(model: Any, tokenizer: Any, prompts: Sequence[list[int]], *, max_new_tokens: int = 48,
-                   temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
-    """Sampled completions (token ids, stop token included when reached) for each prompt, batched."""
-    import torch
-
-    from slime_openclaw.chat.template import stop_token_ids
-
-    stops = list(stop_token_ids(tokenizer))
-    width = max(len(p) for p in prompts)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
-    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        out = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=True, temperature=temperature,
-                             top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad)
-    replies = []
-    for row in out[:, width:].tolist():
-        cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
-        replies.append(row[:cut])
-    return replies
 
 
 def hint_following(model: Any, tokenizer: Any, samples: int, seed: int = 0) -> dict[str, float]:
@@ -273,7 +138,7 @@ def _build(staging: Path, seed: int, recipe: PretrainRecipe, spec: TinyModelSpec
     model = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32)
     losses = train_policy(model, examples, tokenizer.pad_token_id, recipe, seed, progress)
     train_s = time.monotonic() - started - data_s
-    _save_weights(model, staging)
+    save_weights(model, staging)
     rates = hint_following(model, tokenizer, recipe.verify_samples, seed) if recipe.verify_samples else {}
     tail = losses[-max(1, len(losses) // 10):]
     return {
@@ -292,15 +157,6 @@ def default_policy_dir(*, seed: int = 0, recipe: PretrainRecipe = PretrainRecipe
     return (cache_root or default_cache_root()) / f"policy-{recipe.cache_key(seed, spec)}"
 
 
-def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``pretrain.json`` of a prepared policy, or None when the directory is not one (or incomplete)."""
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text(encoding="utf-8"))
-    return value if isinstance(value, dict) else None
-
-
 def prepare_policy(out_dir: str | os.PathLike[str] | None = None, *, seed: int = 0,
                    recipe: PretrainRecipe = PretrainRecipe(), spec: TinyModelSpec = TinyModelSpec(),
                    cache_root: Path | None = None, threads: int | None = None,
@@ -316,31 +172,7 @@ def prepare_policy(out_dir: str | os.PathLike[str] | None = None, *, seed: int =
     manifest = read_manifest(final)
     if manifest is not None and manifest.get("recipe") == dataclasses.asdict(recipe) and manifest.get("seed") == seed:
         return final
-    if final.exists() and (not final.is_dir() or any(final.iterdir())):
-        raise FileExistsError(f"{final} exists and is not a prepared policy for this recipe")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    import torch
-
-    saved_threads = torch.get_num_threads()
-    try:
-        if threads:
-            torch.set_num_threads(threads)
-        info = _build(staging, seed, recipe, spec, cache_root, progress)
-        (staging / MANIFEST).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        staging.chmod(0o755)
-        if final.is_dir() and not any(final.iterdir()):
-            final.rmdir()
-        try:
-            os.rename(staging, final)
-        except OSError:
-            if read_manifest(final) is None:
-                raise
-    finally:
-        torch.set_num_threads(saved_threads)
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return build_atomically(final, lambda staging: _build(staging, seed, recipe, spec, cache_root, progress), threads)
 
 
 def add_arguments(parser: Any) -> None:

@@ -1,0 +1,173 @@
+"""Prepares a tiny agent policy once: supervised pre-training on synthetic trajectories, cached.
+
+A trajectory is a real episode of the environment on a train-split task, driven by
+reference replies (``envs.reference_replies``): the opening messages, each reply and the
+environment's actual answer. With probability ``p_foreign`` the replies are those of
+another task of the same family (wrong commands or code, with the answers the
+environment really gives them), so the policy learns the format and the tools but solves
+only some tasks: there is room for RL to improve it. The loss is on the assistant
+replies only (training/sft.py). Cached by a hash of the recipe, the environment, the
+model spec and the versions; ``pretrain.json`` (recipe, losses, timings) is written last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slime_openclaw.chat.template import ChatRenderer
+from slime_openclaw.envs import EnvSpec, builtin_tasks, reference_replies
+from slime_openclaw.local.model.tiny_model import (
+    FACTORY_VERSION,
+    TinyModelSpec,
+    default_cache_root,
+    ensure_default_model,
+)
+from slime_openclaw.local.training.sft import (
+    build_atomically,
+    encode_dialogue,
+    read_manifest,
+    save_weights,
+    train_policy,
+)
+
+AGENT_PRETRAIN_VERSION = 1
+"""Bumped whenever the data or the training changes for the same recipe (invalidates caches)."""
+
+
+@dataclass(frozen=True)
+class AgentPretrainRecipe:
+    """Everything that decides the prepared agent policy (hashed into the cache key)."""
+
+    steps: int = 300
+    p_foreign: float = 0.5
+    """Share of trajectories that follow another task's reference replies."""
+    copies: int = 2
+    """Trajectories per train task (each draws its own replies)."""
+    data_seed: int = 0
+    lr: float = 5e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    batch_tokens: int = 4096
+    concurrency: int = 4
+    """Environments run at once while the trajectories are collected."""
+    max_tasks: int | None = None
+    """Use only the first this many train tasks (None: all of them)."""
+
+    def key_fields(self) -> dict[str, Any]:
+        """The recipe as hashed and kept in the manifest: optional fields left at None are left
+        out, so adding one keeps the caches of earlier recipes valid."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k == "max_tasks" and v is None)}
+
+    def cache_key(self, env: EnvSpec, seed: int, spec: TinyModelSpec) -> str:
+        """Short hash of the recipe, the environment, the model spec, seed and versions."""
+        payload = json.dumps({"recipe": self.key_fields(), "env": [env.name, env.kwargs],
+                              "model": spec.cache_key(seed), "factory": FACTORY_VERSION,
+                              "pretrain": AGENT_PRETRAIN_VERSION}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+FAST_AGENT_RECIPE = AgentPretrainRecipe(steps=3, copies=1, batch_tokens=2048, max_tasks=12)
+"""A seconds-long recipe for tests: the machinery runs, the policy learns little."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One episode to train on (``sft.Chat``): every assistant reply carries loss."""
+
+    messages: list[dict[str, Any]]
+    tools: tuple[dict[str, Any], ...] = ()
+    train: list[bool] = field(default_factory=list)
+    passed: bool = False
+
+
+async def play(env_spec: EnvSpec, task: dict[str, Any], replies: Sequence[dict[str, Any]]) -> Trajectory:
+    """Run ``replies`` in a fresh environment on ``task``; the trajectory it really gives."""
+    env = env_spec.build()
+    try:
+        observation = await env.reset(task)
+        messages = list(observation.messages)
+        for reply in replies:
+            step = await env.step(dict(reply))
+            messages += [dict(reply), *step.messages]
+            if step.done:
+                break
+        outcome = await env.outcome()
+    finally:
+        await env.close()
+    train = [m.get("role") == "assistant" for m in messages]
+    return Trajectory(messages, tuple(observation.tools), train, outcome.passed)
+
+
+async def collect(env_spec: EnvSpec, tasks: Sequence[dict[str, Any]], recipe: AgentPretrainRecipe) -> list[Trajectory]:
+    """``recipe.copies`` trajectories per task, a ``p_foreign`` share with another task's replies."""
+    rng = random.Random(recipe.data_seed)
+    plans = []
+    for _ in range(recipe.copies):
+        for task in tasks:
+            source = rng.choice(tasks) if rng.random() < recipe.p_foreign else task
+            plans.append((task, reference_replies(env_spec.name, source)))
+    gate = asyncio.Semaphore(recipe.concurrency)
+
+    async def one(task: dict[str, Any], replies: list[dict[str, Any]]) -> Trajectory:
+        async with gate:
+            return await play(env_spec, task, replies)
+
+    return list(await asyncio.gather(*(one(t, r) for t, r in plans)))
+
+
+def default_agent_policy_dir(env_spec: EnvSpec, *, seed: int = 0, recipe: AgentPretrainRecipe = AgentPretrainRecipe(),
+                             spec: TinyModelSpec = TinyModelSpec(), cache_root: Path | None = None) -> Path:
+    """Where the prepared agent policy for these settings is cached (it may not exist yet)."""
+    name = env_spec.name.rsplit(".", 1)[-1].lower()
+    return (cache_root or default_cache_root()) / f"agent-{name}-{recipe.cache_key(env_spec, seed, spec)}"
+
+
+def _build(staging: Path, env_spec: EnvSpec, seed: int, recipe: AgentPretrainRecipe, spec: TinyModelSpec,
+           cache_root: Path | None, progress: Callable[[int, float], None] | None) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.monotonic()
+    for path in ensure_default_model(seed=seed, spec=spec, cache_root=cache_root).iterdir():
+        shutil.copy2(path, staging / path.name)
+    tokenizer = AutoTokenizer.from_pretrained(staging)
+    renderer = ChatRenderer(tokenizer)
+    tasks = builtin_tasks(env_spec.name, "train", seed=0)[: recipe.max_tasks]
+    trajectories = asyncio.run(collect(env_spec, tasks, recipe))
+    examples = [encode_dialogue(renderer, t) for t in trajectories]
+    data_s = time.monotonic() - started
+    model = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32)
+    losses = train_policy(model, examples, tokenizer.pad_token_id, recipe, seed, progress)
+    save_weights(model, staging)
+    tail = losses[-max(1, len(losses) // 10):]
+    return {
+        "recipe": recipe.key_fields(), "env": env_spec.name, "env_args": env_spec.kwargs, "seed": seed,
+        "spec": dataclasses.asdict(spec), "factory_version": FACTORY_VERSION,
+        "pretrain_version": AGENT_PRETRAIN_VERSION, "trajectories": len(trajectories),
+        "trajectories_passed": sum(t.passed for t in trajectories), "data_seconds": round(data_s, 1),
+        "total_seconds": round(time.monotonic() - started, 1), "trained_tokens": sum(sum(m) for _, m in examples),
+        "first_loss": losses[0] if losses else None, "final_loss": sum(tail) / len(tail) if losses else None,
+    }
+
+
+def prepare_agent_policy(env_spec: EnvSpec, *, seed: int = 0, recipe: AgentPretrainRecipe = AgentPretrainRecipe(),
+                         spec: TinyModelSpec = TinyModelSpec(), cache_root: Path | None = None,
+                         threads: int | None = None, progress: Callable[[int, float], None] | None = None) -> Path:
+    """The pre-trained agent policy for ``env_spec`` (a built-in with reference trajectories), cached."""
+    final = default_agent_policy_dir(env_spec, seed=seed, recipe=recipe, spec=spec, cache_root=cache_root)
+    manifest = read_manifest(final)
+    if manifest is not None and manifest.get("recipe") == recipe.key_fields():
+        return final
+    return build_atomically(final, lambda staging: _build(staging, env_spec, seed, recipe, spec, cache_root, progress),
+                            threads)

@@ -1,0 +1,85 @@
+"""The embedded agents loop end to end: pre-training data, ``agents eval`` and ``agents train``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from slime_openclaw.cli import main
+from slime_openclaw.envs import EnvSpec
+from slime_openclaw.journal.sqlite import SqliteJournal
+from slime_openclaw.local.agents.pretrain import FAST_AGENT_RECIPE, collect, prepare_agent_policy
+from slime_openclaw.local.training.sft import read_manifest
+from slime_openclaw.types import TurnState
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fast_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_agent_policy(EnvSpec("toolcall"), recipe=FAST_AGENT_RECIPE,
+                                cache_root=tmp_path_factory.mktemp("cache"), threads=1)
+
+
+def test_reference_trajectories_are_real_episodes() -> None:
+    from slime_openclaw.envs import builtin_tasks
+
+    tasks = builtin_tasks("toolcall", "train")[:6]
+    own = asyncio.run(collect(EnvSpec("toolcall"), tasks, FAST_AGENT_RECIPE.__class__(p_foreign=0.0, copies=1)))
+    assert all(t.passed for t in own)  # the reference replies solve their own tasks
+    first = own[0].messages
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "tool", "assistant"]
+    assert first[3]["content"].endswith("[exit code 0]")  # the tool's real answer
+    assert own[0].train == [False, False, True, False, True]
+
+
+def test_fast_policy_is_cached_with_its_manifest(fast_policy: Path) -> None:
+    manifest = read_manifest(fast_policy)
+    assert manifest is not None and manifest["trajectories"] == 12 and manifest["recipe"]["steps"] == 3
+    again = prepare_agent_policy(EnvSpec("toolcall"), recipe=FAST_AGENT_RECIPE, cache_root=fast_policy.parent)
+    assert again == fast_policy
+
+
+def test_agents_eval_records_one_session_per_episode(fast_policy: Path, tmp_path: Path, capsys) -> None:
+    journal, out = tmp_path / "j.sqlite", tmp_path / "eval.json"
+    assert main(["agents", "eval", "--env", "toolcall", "--episodes", "3", "--model", str(fast_policy),
+                 "--journal", str(journal), "--summary-json", str(out), "--max-turns", "2"]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["episodes"] == 3 and 0.0 <= summary["success_rate"] <= 1.0
+    assert {"episodes", "success_rate", "mean_outcome", "turns_recorded"} <= set(summary)
+    with SqliteJournal(journal, create=False) as store:
+        sessions = {r.turn.session_id for r in store.iter_turns()}
+        assert sessions == {"eval-eval-0", "eval-eval-1", "eval-eval-2"}
+        assert summary["turns_recorded"] == sum(1 for _ in store.iter_turns()) >= 3
+        assert all(store.get_outcome(s) is not None for s in sessions)
+    assert "success rate" in capsys.readouterr().out
+
+
+def test_agents_train_runs_the_whole_loop(fast_policy: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "summary.json"
+    assert main(["agents", "train", "--env", "toolcall", "--model", str(fast_policy), "--method", "combine",
+                 "--rounds", "1", "--tasks-per-round", "2", "--group-size", "2", "--eval-episodes", "2",
+                 "--max-turns", "2", "--workdir", str(tmp_path / "run"), "--summary-json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    for key in ("success_before", "success_after", "episodes", "train_steps", "requests_failed", "samples_lost"):
+        assert key in summary
+    assert summary["episodes"] == 4 and summary["requests_failed"] == 0 and summary["samples_lost"] == 0
+    assert (tmp_path / "run" / "curve.png").stat().st_size > 0
+    with SqliteJournal(tmp_path / "run" / "journal.sqlite", create=False) as store:
+        states = {r.state for r in store.iter_turns()}
+        assert states <= {TurnState.CONSUMED, TurnState.DISCARDED, TurnState.READY}
+        assert len({r.turn.session_id for r in store.iter_turns()}) == 4  # eval episodes are not recorded
+    assert "success rate" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["agents", "train", "--env", "no.such.Env"]) == 2
+    assert main(["agents", "train", "--env", "toolcall", "--rounds", "0"]) == 2
+    bad = tmp_path / "tasks.jsonl"
+    bad.write_text("not json\n")
+    assert main(["agents", "eval", "--env", "toolcall", "--tasks", str(bad), "--episodes", "1"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("slime-openclaw agents: ") for line in errors)
