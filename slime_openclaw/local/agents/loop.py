@@ -28,13 +28,8 @@ from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.envs import EnvSpec
 from slime_openclaw.journal.base import JournalStore
-from slime_openclaw.live import (
-    SignalStack,
-    build_signal_pipeline,
-    default_resolver,
-    live_service,
-    open_configured_journal,
-)
+from slime_openclaw.journal.location import open_journal
+from slime_openclaw.live import SignalStack, build_signal_pipeline, default_resolver, live_service
 from slime_openclaw.local.agents.episodes import Job, evaluation, run_episodes
 from slime_openclaw.local.demo.loop import journal_figures
 
@@ -163,14 +158,14 @@ class _Runner:
             self.tick()
 
     async def run(self, policy: Path) -> dict[str, Any]:
-        from slime_openclaw.gateway.serve import embedded_engine
+        from slime_openclaw.engine.child import embedded_engine
         from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
         from slime_openclaw.local.demo.loop import load_trainer
         from slime_openclaw.local.training.trainer_config import TrainerConfig
 
         s = self.s
         config = run_config(s.config, s.method, s.workdir)
-        journal = open_configured_journal(config)
+        journal = open_journal(settings=config.journal)
         stack = SignalStack()
         try:
             self.tick("starting the engine")

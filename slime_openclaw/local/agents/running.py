@@ -58,7 +58,7 @@ async def _engine_tokenizer(url: str) -> Path:
 @contextlib.asynccontextmanager
 async def _served(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) -> AsyncIterator[str]:
     """The gateway URL in front of the policy for ``eval`` (engine started here unless given)."""
-    from slime_openclaw.gateway.serve import embedded_engine
+    from slime_openclaw.engine.child import embedded_engine
     from slime_openclaw.live import live_service
 
     with contextlib.ExitStack() as stack:
