@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 SLIME_ENV := .slime
 
-.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap openclaw openclaw-optional test-clients
+.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap chromium openclaw openclaw-optional test-clients
 
 # The real OpenClaw CLI (needs Node >= 24.16; Node 20's npm silently installs the empty
 # placeholder 0.0.1) and Node itself, from the npm registry into a git-ignored cache folder.
@@ -37,7 +37,7 @@ typecheck: $(STAMP)
 
 # Every collected test runs (-rs lists any skip); those marked `slime` need an upstream
 # slime checkout that no registry provides, so they are left to `make test-slime`.
-unit: $(STAMP) bwrap openclaw-optional
+unit: $(STAMP) bwrap chromium openclaw-optional
 	$(PY) -m pytest -q -rs -m "not slime"
 
 # bubblewrap isolates the terminal and toolcall environments (Debian package; needs root
@@ -49,6 +49,16 @@ bwrap:
 	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || true; \
 	  fi; \
 	  command -v bwrap >/dev/null 2>&1 || echo "note: bubblewrap unavailable; environments run in plain mode" >&2; \
+	fi
+
+# Debian's chromium for the gui environment (driven headless by Playwright; never a
+# downloaded browser). Needs root to install; the gui tests run in CI, they do not skip there.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 || true; \
+	  fi; \
+	  [ -x /usr/bin/chromium ] || echo "note: chromium unavailable; the gui tests skip (outside CI)" >&2; \
 	fi
 
 test: lint typecheck unit

@@ -35,7 +35,11 @@ setup(
             "matplotlib>=3.8",
             # a real agent harness for the stock-client tests (pulls litellm; no torch)
             "mini-swe-agent>=2.4,<3",
+            # the gui environment (its tests run in CI)
+            "playwright>=1.45", "miniwob>=1.0",
         ],
+        # the gui environment: Playwright drives Debian's /usr/bin/chromium; MiniWoB++ pages
+        "gui": ["playwright>=1.45", "miniwob>=1.0"],
         "demo": ["openai>=1.40", "matplotlib>=3.8"],
         # The cluster path; never installed in CI. slime itself installs from its git
         # repository (the PyPI name "slime" is an unrelated project).

@@ -32,6 +32,7 @@ SIGNAL_KEYS: dict[str, str] = {
     "checks_fixed": "list[str]: checks that went from failing to passing with this step.",
     "checks_broken": "list[str]: checks that went from passing to failing with this step.",
     "checks_failing": "list[str]: checks failing after this step (names only; their text stays hidden).",
+    "screenshot": "str: path of a PNG of the page after this step (gui; removed with the episode).",
     "end_reason": "str: why the episode ended at this step (answer, no_tool_call, max_turns); "
     "empty while it goes on.",
 }

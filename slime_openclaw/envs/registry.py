@@ -24,6 +24,7 @@ from typing import Any
 from slime_openclaw.errors import ConfigError
 
 BUILTIN: dict[str, str] = {
+    "gui": "slime_openclaw.envs.gui.GuiEnv",
     "terminal": "slime_openclaw.envs.terminal.TerminalEnv",
     "toolcall": "slime_openclaw.envs.toolcall.ToolCallEnv",
 }
