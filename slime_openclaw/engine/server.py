@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -80,9 +81,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _api_key_middleware(api_key: str) -> Any:
+    expected = f"Bearer {api_key}".encode()
+
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {api_key}":
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, expected):  # constant time: the key is not guessable byte by byte
             return _error("invalid or missing API key", 401)
         return await handler(request)
 
