@@ -56,6 +56,9 @@ def test_every_recipe_loads_and_validates(tmp_path) -> None:
     for name in available_recipes():
         recipe = load_recipe(name)
         config = openclaw_config(recipe, tmp_path)
+        if "custom-generate-function-path" in recipe["slime"]:  # a general agent: tasks from --prompt-data
+            assert recipe["slime"]["n-samples-per-prompt"] > 1 and config.agent.env == name
+            continue
         assert recipe["slime"]["n-samples-per-prompt"] == 1
         assert recipe["slime"]["disable-rollout-global-dataset"] is True
         if name == "opd_topk":

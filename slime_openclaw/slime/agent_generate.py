@@ -1,0 +1,164 @@
+"""slime's custom generate function for general agents (``--custom-generate-function-path``).
+
+``generate(args, sample, sampling_params, evaluation=False)`` runs one episode for one
+slime ``Sample`` of ``--prompt-data``: the task is the sample's metadata (``--metadata-key``,
+the task JSON itself, or under ``"task"``), the environment ``openclaw_agent_env`` built
+with ``openclaw_agent_env_args``. The episode runs through the gateway in front of slime's
+SGLang router (started once per process, record-only: the agents' stage judges whole
+episodes), exactly as the embedded loop runs it (agents/driver.py), then the stage judges
+its steps (agents/stage.py) and each step becomes one ``Sample``:
+
+- ``tokens`` = the step's prompt ids + response ids as served, ``loss_mask`` and
+  ``rollout_log_probs`` token for token (samples.py lays them out, as for live samples);
+- ``reward`` = the raw step reward ``w_outcome * (2 * score - 1) + w_prm * mean(votes)``
+  (so slime's reward model is not called); the (task group, step) or group normalization
+  runs in ``agent_rewards.post_process_rewards`` (slime normalizes per group only when
+  the sample count is exactly ``n * batch``);
+- every step of the episode shares the input sample's ``rollout_id``, ``index`` and
+  ``group_index`` (``--n-samples-per-prompt`` episodes of a task form its group);
+  ``metadata["openclaw_agent"]`` holds the episode id, step index, group and outcome.
+
+An episode with no trainable step returns the input sample ABORTED (slime drops it).
+The journal keeps every turn, its next state, verdict, hint and the session's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from slime_openclaw.agents.driver import DriverSettings, run_episode
+from slime_openclaw.agents.episode import EpisodeRecord
+from slime_openclaw.agents.stage import EpisodeSignals, JudgedStep
+from slime_openclaw.config import OpenClawConfig
+from slime_openclaw.envs import EnvSpec
+from slime_openclaw.signals.samples import directive_teacher, sample_for
+from slime_openclaw.slime.samples import SampleLayout, TurnFacts, to_slime_sample
+
+AGENT_METADATA = "openclaw_agent"
+TRAINED_ON_SLIME = "trained on the slime path (agent generate function)"
+
+
+def task_of(sample: Any) -> dict[str, Any]:
+    """The task JSON of a slime sample: its metadata, or the metadata's ``task`` entry."""
+    metadata = getattr(sample, "metadata", None) or {}
+    task = metadata.get("task", metadata)
+    if not isinstance(task, dict) or not task:
+        raise ValueError("the sample carries no task: put the task JSON in the prompt data's metadata column")
+    return {k: v for k, v in task.items() if k != AGENT_METADATA}
+
+
+@dataclass
+class AgentRuntime:
+    """This process's gateway (record-only), journal and environment spec."""
+
+    config: OpenClawConfig
+    live: Any
+    journal: Any
+    env: EnvSpec
+    stages: dict[int, EpisodeSignals]
+
+    def stage(self, args: Any) -> EpisodeSignals:
+        """The signal stage for the running event loop (its engine clients belong to that loop)."""
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in self.stages:
+            self.stages[loop_id] = _build_stage(self, args)
+        return self.stages[loop_id]
+
+
+def _build_stage(rt: AgentRuntime, args: Any) -> EpisodeSignals:
+    from slime_openclaw.agents.pipeline import agent_pipeline
+    from slime_openclaw.engine.client import EngineClient
+    from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
+    from slime_openclaw.live import SignalStack, build_signal_pipeline
+    from slime_openclaw.slime.services import resolve_endpoint
+
+    method = rt.config.agent.method
+    pipeline = None
+    if method != "outcome":
+        codec = TokenizerCodec.from_dir(args.hf_checkpoint)
+        policy = EngineClient(resolve_endpoint("policy", args))
+        base = build_signal_pipeline(rt.config, codec, policy, lambda e: resolve_endpoint(e, args), SignalStack())
+        pipeline = agent_pipeline(base, method)
+    return EpisodeSignals(rt.journal, pipeline, method, rt.config.agent)
+
+
+_LOCK = threading.Lock()
+_RUNTIME: AgentRuntime | None = None
+
+
+def runtime(args: Any) -> AgentRuntime:
+    """Started on first use: the journal, the record-only gateway in front of slime's router."""
+    global _RUNTIME
+    with _LOCK:
+        if _RUNTIME is None:
+            from slime_openclaw.live import LiveThread
+            from slime_openclaw.slime.hooks import config_for
+            from slime_openclaw.slime.services import open_journal, resolve_endpoint
+
+            config = config_for(args)
+            env = EnvSpec.parse(config.agent.env, config.agent.env_arg_pairs())
+            journal = open_journal(config)
+            live = LiveThread(config, engine_url=resolve_endpoint("policy", args), tokenizer_dir=args.hf_checkpoint,
+                              journal=journal, record_only=True)
+            live.start()
+            _RUNTIME = AgentRuntime(config, live, journal, env, {})
+        return _RUNTIME
+
+
+def step_samples(sample_cls: Any, source: Any, episode: EpisodeRecord, judged: list[JudgedStep],
+                 stage: EpisodeSignals, layout: SampleLayout) -> list[Any]:
+    """One slime ``Sample`` per judged step, raw step rewards, sharing ``source``'s ids."""
+    out = []
+    for j in judged:
+        directive = directive_teacher(j.hint, j.teacher) if stage.method == "combine" else None
+        trained = sample_for(j.record.turn, layout.method, j.raw_reward, directive)
+        facts = TurnFacts(finish_reason=j.record.turn.finish_reason, created_at=j.record.turn.created_at)
+        step = to_slime_sample(sample_cls, trained, index=source.index, layout=layout, facts=facts)
+        step.group_index, step.rollout_id = source.group_index, source.rollout_id if source.rollout_id is not None \
+            else source.index
+        step.prompt = source.prompt
+        step.metadata = {**step.metadata, AGENT_METADATA: {
+            "episode": episode.episode_id, "step": j.step.turn_index, "group": source.group_index,
+            "outcome": episode.outcome.score, "passed": episode.outcome.passed, "raw_reward": j.raw_reward}}
+        out.append(step)
+    return out
+
+
+def _settle(rt: AgentRuntime, judged: list[JudgedStep]) -> None:
+    """Record each step's verdict and hint; its sample went to slime, not to a journal consumer."""
+    for j in judged:
+        rt.journal.record_signals(j.turn_key, j.verdict, j.hint, [], discard_reason=TRAINED_ON_SLIME)
+
+
+async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], evaluation: bool = False) -> Any:
+    """One episode for ``sample``; its steps as samples (see the module docstring)."""
+    from slime.utils.types import Sample
+
+    rt = runtime(args)
+    settings = DriverSettings(
+        base_url=rt.live.url, model=rt.config.gateway.model_name, api_key=rt.config.gateway_api_key() or "local",
+        max_turns=rt.config.agent.max_turns, max_tokens=int(sampling_params.get("max_new_tokens", 1024)),
+        temperature=float(sampling_params.get("temperature", 1.0)), train=not evaluation)
+    episode_id = f"slime-{sample.index}-{uuid.uuid4().hex[:8]}"
+    env = rt.env.build()
+    try:
+        episode = await run_episode(env, task_of(sample), settings, episode_id=episode_id,
+                                    group=str(sample.group_index))
+    finally:
+        await env.close()
+    if evaluation:
+        sample.reward = episode.outcome.score
+        sample.status = Sample.Status.COMPLETED
+        return sample
+    stage = rt.stage(args)
+    judged = await stage.judge_episode(episode)
+    _settle(rt, judged)
+    steps = step_samples(Sample, sample, episode, judged, stage, SampleLayout.from_config(rt.config))
+    if not steps:
+        sample.status = Sample.Status.ABORTED
+        return sample
+    return steps
