@@ -102,6 +102,7 @@ def test_spec_pickles_and_builds_fresh_instances():
 def test_builtin_names_map_to_dotted_paths():
     assert BUILTIN["terminal"] == "slime_openclaw.envs.terminal.TerminalEnv"
     assert BUILTIN["toolcall"] == "slime_openclaw.envs.toolcall.ToolCallEnv"
+    assert BUILTIN["swe"] == "slime_openclaw.envs.swe.SweEnv"
     assert EnvSpec("terminal").path == BUILTIN["terminal"]
 
 

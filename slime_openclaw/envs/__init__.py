@@ -6,7 +6,7 @@
   the picklable ``EnvSpec``;
 - ``tasks``: the JSON-lines task reader.
 
-Built-ins live in their own modules (``terminal``, ``toolcall``, ``gui``) and are imported only
+Built-ins live in their own modules (``terminal``, ``toolcall``, ``gui``, ``swe``) and are imported only
 when named, so importing this package stays cheap. This package knows nothing about the
 gateway; the episode driver lives with the agents' loop.
 """

@@ -33,7 +33,7 @@ SIGNAL_KEYS: dict[str, str] = {
     "checks_broken": "list[str]: checks that went from passing to failing with this step.",
     "checks_failing": "list[str]: checks failing after this step (names only; their text stays hidden).",
     "screenshot": "str: path of a PNG of the page after this step (gui; removed with the episode).",
-    "end_reason": "str: why the episode ended at this step (answer, no_tool_call, max_turns); "
+    "end_reason": "str: why the episode ended at this step (answer, no_tool_call, max_turns, submit, time_limit); "
     "empty while it goes on.",
 }
 """Documented keys of ``Step.info``: name -> type and meaning."""

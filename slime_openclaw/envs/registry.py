@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "gui": "slime_openclaw.envs.gui.GuiEnv",
     "terminal": "slime_openclaw.envs.terminal.TerminalEnv",
     "toolcall": "slime_openclaw.envs.toolcall.ToolCallEnv",
+    "swe": "slime_openclaw.envs.swe.SweEnv",
 }
 """Built-in short name -> dotted path (``slime-openclaw agents list`` prints these)."""
 

@@ -168,9 +168,9 @@ class Sandbox:
         return await self.run(f'mkdir -p -- "$(dirname -- {quoted})" && cat > {quoted}',
                               stdin=content)
 
-    def clone(self) -> Sandbox:
-        """A new sandbox (same mode and limits) holding a copy of this workspace."""
-        twin = Sandbox(isolation=self.mode, limits=self.limits)
+    def clone(self, limits: Limits | None = None) -> Sandbox:
+        """A new sandbox (same mode; these limits, else the same) holding a copy of this workspace."""
+        twin = Sandbox(isolation=self.mode, limits=limits or self.limits)
         shutil.rmtree(twin.host_workspace)
         shutil.copytree(self.host_workspace, twin.host_workspace, symlinks=True)
         if twin._drop_to is not None:

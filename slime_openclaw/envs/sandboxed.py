@@ -126,6 +126,14 @@ def run_text(result: RunResult) -> str:
     return f"{result.output.rstrip()}\n[exit code {status}]".lstrip("\n")
 
 
+async def write_file_tool(sandbox: Sandbox, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The ``write_file`` tool (``path``, ``content``): the tool message text and its signals."""
+    result = await sandbox.write_file(arguments["path"], arguments["content"])
+    if result.exit_code == 0:
+        return f"wrote {len(arguments['content'].encode())} bytes to {arguments['path']}", {"exit_code": 0}
+    return f"error: {result.output.strip()}", {"exit_code": result.exit_code, "tool_error": result.output.strip()}
+
+
 def _merge(info: dict[str, Any], signals: dict[str, Any]) -> None:
     """Fold one call's signals into the step's: first failure kept, flags accumulate, texts: last."""
     for key, value in signals.items():

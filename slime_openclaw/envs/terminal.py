@@ -36,7 +36,7 @@ from typing import Any
 from slime_openclaw.envs import terminal_tasks
 from slime_openclaw.envs.base import Message, Observation, Outcome
 from slime_openclaw.envs.sandbox import Limits, Sandbox
-from slime_openclaw.envs.sandboxed import Handler, SandboxEnv, run_signals, run_text
+from slime_openclaw.envs.sandboxed import Handler, SandboxEnv, run_signals, run_text, write_file_tool
 from slime_openclaw.envs.tasks import TaskError, require
 from slime_openclaw.envs.tools import assistant_call, function_tool
 
@@ -99,10 +99,7 @@ class TerminalEnv(SandboxEnv):
 
     async def _write(self, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         assert self.sandbox is not None
-        result = await self.sandbox.write_file(arguments["path"], arguments["content"])
-        if result.exit_code == 0:
-            return f"wrote {len(arguments['content'].encode())} bytes to {arguments['path']}", {"exit_code": 0}
-        return f"error: {result.output.strip()}", {"exit_code": result.exit_code, "tool_error": result.output.strip()}
+        return await write_file_tool(self.sandbox, arguments)
 
     async def _after_step(self, info: dict[str, Any]) -> None:
         if not self.probe_checks:
