@@ -17,7 +17,7 @@ import secrets
 import pytest
 from env_contract import EnvCase, EnvContract, processes_with
 
-from slime_openclaw.envs import build_env, builtin_tasks, reference_replies
+from slime_openclaw.envs import TaskError, build_env, builtin_tasks, reference_replies
 from slime_openclaw.envs.browser import CHROMIUM, allowed
 from slime_openclaw.envs.gui import miniwob_tasks
 from slime_openclaw.envs.gui_pages import LEVELS, click_button, page
@@ -142,15 +142,18 @@ async def test_every_episode_gets_a_fresh_profile_and_close_leaves_no_browser():
 async def test_only_local_requests_leave_the_page():
     assert allowed("file:///tmp/x.html") and allowed("http://127.0.0.1:8080/a") and allowed("http://localhost/")
     assert not allowed("http://example.com/") and not allowed("https://10.0.0.1/") and not allowed("ftp://x/")
-    env = build_env("gui", {})
+    env = build_env("gui", {"images": True})
     try:
-        await env.reset({"html": '<img src="http://example.com/pixel.png"><p>hello</p>'})
+        obs = await env.reset({"html": '<img src="http://example.com/pixel.png"><p>hello</p>'})
         outcome = await env.outcome()
+        with pytest.raises(TaskError, match="only file:// and loopback"):
+            await env.reset({"url": "http://example.com/"})
+        assert env.browser.root is None, "a task that cannot open leaves no browser"
     finally:
         await env.close()
     assert outcome.details["blocked_requests"] == ["http://example.com/pixel.png"]
-    with pytest.raises(Exception, match="only file:// and loopback"):
-        await build_env("gui", {}).reset({"url": "http://example.com/"})
+    text, image = obs.messages[-1]["content"]  # images=true: the screenshot for vision models
+    assert '"hello"' in text["text"] and image["image_url"]["url"].startswith("data:image/png;base64,")
 
 
 async def test_generated_pages_split_apart_and_their_reference_trajectories_earn_reward_one():

@@ -9,7 +9,8 @@ process of the profile is left and removes the directory.
 
 The text view (``view()``) lists the visible elements that matter to an agent, one per
 line, indented by nesting, each with a stable number ``[n]`` kept in a ``data-oc-id``
-attribute (a page may set its own): tag, role or input type, direct text, value, state
+attribute (a page may set its own): tag, role or input type, text (the whole text of an
+element with text of its own, when short, so a sentence keeps its inline parts), value, state
 (checked, selected, disabled) and the options of a ``<select>``. Scripts, styles and hidden
 elements never appear, so nothing a page keeps in JavaScript reaches the agent.
 """
@@ -22,6 +23,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -52,7 +54,9 @@ VIEW_JS = r"""
   const ownText = (el) => clean(Array.from(el.childNodes).filter(n => n.nodeType === 3).map(n => n.textContent).join(' '));
   const walk = (el, depth) => {
     if (SKIP.has(el.tagName) || !visible(el)) return;
-    const text = el.tagName === 'SELECT' || el.tagName === 'TEXTAREA' ? '' : ownText(el);
+    const own = el.tagName === 'SELECT' || el.tagName === 'TEXTAREA' ? '' : ownText(el);
+    const whole = own ? clean(el.textContent) : '';
+    const text = whole && whole.length <= 200 ? whole : own;  // a sentence keeps its inline parts
     const shown = ACTIVE.has(el.tagName) || el.onclick || el.hasAttribute('role') || el.hasAttribute('tabindex')
       || el.isContentEditable || text;
     if (shown) {
@@ -174,8 +178,19 @@ class Browser:
                 with contextlib.suppress(Exception):  # a hung browser: its processes are killed below
                     await asyncio.wait_for(closing(), timeout=15)
         if root is not None:
-            kill_profile_processes(root)
-            shutil.rmtree(root, ignore_errors=True)
+            await remove_profile(root)
+
+
+async def remove_profile(root: Path, deadline_s: float = 10.0) -> None:
+    """Kill what is left of the profile's processes and remove ``root``, retrying while a
+    dying browser still writes into it (until ``deadline_s``)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        kill_profile_processes(root)
+        shutil.rmtree(root, ignore_errors=True)
+        if not root.exists() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.1)
 
 
 def kill_profile_processes(root: Path) -> list[int]:

@@ -87,8 +87,12 @@ class GuiEnv(Environment):
         self.reward, self._outcome = None, None
         self.browser = Browser(executable=self.chromium, timeout=self.timeout)
         await self.browser.start()
-        instruction = await self._open(task)
-        self.page_view = await self.browser.view()
+        try:
+            instruction = await self._open(task)
+            self.page_view = await self.browser.view()
+        except BaseException:
+            await self.browser.close()  # a task that cannot open leaves no browser behind
+            raise
         text = f"{instruction}\n\nThe page:\n{self.page_view}"
         opening: Message = {"role": "user", "content": self._cut(text)}
         if self.images:
