@@ -17,9 +17,10 @@ from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError, EngineError
 from slime_openclaw.local.training import checkpoint as ckpt
 from slime_openclaw.local.training.trainer import TrainerConfig
-from slime_openclaw.local.training.trainer_objective import batch_gradients, prepare, unusable_reason
+from slime_openclaw.local.training.trainer_objective import batch_gradients, prepare
 from slime_openclaw.local.training.weight_sync import push_checkpoint
 from slime_openclaw.losses import StalenessPolicy, make_sum_of_sample_mean
+from slime_openclaw.selection import SelectionRules, unusable_reason
 from slime_openclaw.slime import hooks
 from slime_openclaw.slime.logprobs import TorchBackend
 from slime_openclaw.types import Method, TrainingSample
@@ -93,12 +94,13 @@ def test_config_from_openclaw_and_validation(tmp_path: Path) -> None:
 
 
 def test_selection_skips_untrainable_and_stale_samples(tmp_path: Path) -> None:
-    opd = TrainerConfig(checkpoint_dir=str(tmp_path), method="opd")
-    assert unusable_reason(sample(0, reward=1.0, teacher=False), opd, 2048) == "no teacher log-probs (method opd)"
-    assert unusable_reason(sample(0, reward=1.0, teacher=True), opd, 2048) is None
-    assert unusable_reason(sample(0, reward=1.0, teacher=True), opd, 100) == "token id outside the vocabulary"
-    topk = TrainerConfig(checkpoint_dir=str(tmp_path), method="opd_topk")
-    assert "top-K" in (unusable_reason(sample(0, reward=0.0, teacher=True), topk, 2048) or "")
+    opd = SelectionRules.for_method("opd", max_staleness=4, topk=False, vocab_size=2048)
+    assert unusable_reason(sample(0, reward=1.0, teacher=False), opd) == "no teacher log-probs (method opd)"
+    assert unusable_reason(sample(0, reward=1.0, teacher=True), opd) is None
+    small = SelectionRules.for_method("opd", max_staleness=4, topk=False, vocab_size=100)
+    assert unusable_reason(sample(0, reward=1.0, teacher=True), small) == "token id outside the vocabulary"
+    topk = SelectionRules.for_method("opd_topk", max_staleness=4, topk=True)
+    assert "top-K" in (unusable_reason(sample(0, reward=0.0, teacher=True), topk) or "")
     bounded = TrainerConfig(checkpoint_dir=str(tmp_path), staleness=StalenessPolicy(max_staleness=2))
     assert not prepare(sample(0, reward=1.0, teacher=False, versions=3), bounded, 5).dropped
     stale = prepare(sample(0, reward=1.0, teacher=False, versions=2), bounded, 5)

@@ -69,14 +69,14 @@ def config_args(tmp_path, method: str = "combine", **extra: Any) -> argparse.Nam
 
 
 def add_ready(journal: SqliteJournal, session: str, *, reward_value: float, teacher: bool, n: int = 3,
-              version: int = 1, topk: bool = False, method: Method = Method.COMBINE) -> None:
+              version: int = 1, topk: bool = False, method: Method = Method.COMBINE, created_at: float = 1000.0) -> None:
     prompt, response = (11, 12, 13), tuple(20 + i for i in range(n))
     lps = tuple(-0.5 - 0.1 * i for i in range(n))
     turn = Turn(
         session_id=session, turn_index=0, turn_type=TurnType.MAIN, messages=(), tools=(), prompt_ids=prompt,
         response_ids=response, response_log_probs=lps, weight_versions=(version,) * n,
         finish_reason=FinishReason.LENGTH if session.endswith("long") else FinishReason.STOP,
-        response_message={"role": "assistant", "content": ""}, created_at=1000.0,
+        response_message={"role": "assistant", "content": ""}, created_at=created_at,
     )
     journal.record_turn(turn)
     journal.attach_next_state(turn.key, NextState(kind=NextStateKind.USER, messages=({"role": "user", "content": "x"},)))

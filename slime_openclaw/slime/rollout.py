@@ -30,15 +30,15 @@ from typing import Any, Protocol
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError, JournalError
 from slime_openclaw.journal.base import JournalStats, TurnRecord
+from slime_openclaw.selection import SelectionRules, select
 from slime_openclaw.slime import topk_channel
 from slime_openclaw.slime.samples import (
     SampleLayout,
     TurnFacts,
     rollout_metrics,
-    split_trainable,
     to_slime_sample,
 )
-from slime_openclaw.types import TrainingSample
+from slime_openclaw.types import Method, TrainingSample
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,18 @@ class LiveRollout:
     services: Services | None = None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    job_started_at: float = 0.0
+    """When this slime job started: turns recorded before it are an earlier job's (0: no split)."""
     layout: SampleLayout = field(init=False)
+    rules: SelectionRules = field(init=False)
+    _facts_by_id: dict[str, TurnFacts] = field(default_factory=dict, init=False)
     _pending: dict[int, list[str]] = field(default_factory=dict, init=False)
     _last_groups: list[list[Any]] = field(default_factory=list, init=False)
     _version: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.layout = SampleLayout.from_config(self.config)
+        self.rules = selection_rules(self.config, job_started_at=self.job_started_at)
         if self.batch_size < 1:
             raise ConfigError(f"rollout_batch_size must be >= 1, got {self.batch_size}")
 
@@ -128,20 +133,27 @@ class LiveRollout:
     def _select(
         self, drained: list[TrainingSample], kept: list[TrainingSample]
     ) -> tuple[list[TrainingSample], list[TrainingSample], list[TrainingSample]]:
-        keep, skip, defer = split_trainable(kept + drained, self.layout, topk=bool(self.config.teacher.topk))
-        already = {s.sample_id for s in kept}
-        keep = [s for s in keep if s.sample_id not in already]
-        newest = max((max(s.weight_versions) for s in drained if s.weight_versions), default=None)
+        """slime's side of ``selection.select``; the trainer's version is the newest one this
+        job's samples were generated with (slime pushes weights before each generation)."""
+        for sample in drained:
+            self._facts_by_id[sample.sample_id] = self._facts(sample)
+        this_job = [s for s in drained if s.weight_versions and self._recorded_at(s) >= self.rules.job_started_at]
+        newest = max((max(s.weight_versions) for s in this_job), default=None)
         if newest is not None:
             self._version = newest if self._version is None else max(self._version, newest)
-        if self._version is not None:
-            stale = [s for s in keep if s.weight_versions and self._version - min(s.weight_versions) > self.config.max_staleness]
-            keep = [s for s in keep if s not in stale]
-            skip = skip + stale
-        return keep, skip, defer
+        decided = select(drained, self.rules, trainer_version=self._version, recorded_at=self._recorded_at, taken=kept)
+        for sample, reason in decided.skip:
+            log.info("openclaw: skipping sample %s: %s", sample.sample_id, reason)
+            self._facts_by_id.pop(sample.sample_id, None)
+        return decided.keep, [s for s, _ in decided.skip], decided.defer
+
+    def _recorded_at(self, sample: TrainingSample) -> float:
+        facts = self._facts_by_id.get(sample.sample_id)
+        return (facts or self._facts(sample)).created_at
 
     def _finish(self, rollout_id: int, kept: list[TrainingSample], started: float, skipped: int) -> StepResult:
-        facts = [self._facts(s) for s in kept]
+        facts = [self._facts_by_id.get(s.sample_id) or self._facts(s) for s in kept]
+        self._facts_by_id.clear()
         groups = []
         topk_rows: dict[int, tuple[Any, Any]] = {}
         for position, (sample, fact) in enumerate(zip(kept, facts, strict=True)):
@@ -204,6 +216,12 @@ class LiveRollout:
             closer()
 
 
+def selection_rules(config: OpenClawConfig, **extra: object) -> SelectionRules:
+    """The selection rules of a run's config (the embedded trainer derives the same ones)."""
+    method = "opd_topk" if config.method is Method.OPD and config.teacher.topk else config.method.value
+    return SelectionRules.for_method(method, max_staleness=config.max_staleness, topk=bool(config.teacher.topk), **extra)
+
+
 _LOCK = threading.Lock()
 _RUNTIME: LiveRollout | None = None
 
@@ -213,12 +231,14 @@ def _start_runtime(args: Any) -> LiveRollout:
 
     from slime_openclaw.slime.services import open_journal, start_services
 
+    started = time.time()  # before the gateway serves this job's first turn
     config = OpenClawConfig.from_args(args)
     if getattr(args, "n_samples_per_prompt", 1) != 1:
         raise ConfigError("live traffic gives one sample per turn: run slime with --n-samples-per-prompt 1")
     journal = open_journal(config)
     services = start_services(config, args, journal)
-    return LiveRollout(config, journal, Sample, int(args.rollout_batch_size), services=services)
+    return LiveRollout(config, journal, Sample, int(args.rollout_batch_size), services=services,
+                       job_started_at=started)
 
 
 def runtime(args: Any) -> LiveRollout:

@@ -16,7 +16,7 @@ and ``teacher_log_probs``, per sample only the reward. This module fixes how our
   rows as "no teacher" and makes the OPD term exactly zero; slime's own metric on the
   field stays meaningful (no NaN sentinel). Method ``opd`` uses slime's built-in
   ``--use-opd``, which has no such test, so there every sample must have a teacher and
-  samples without one are skipped (metric ``openclaw/skipped``, with stale ones).
+  samples without one are skipped (``selection.py``; metric ``openclaw/skipped``).
 - ``index`` and ``rollout_id`` are unique per sample (``rollout_step * batch + i``): each
   live turn is its own rollout and its own group (``n_samples_per_prompt = 1``);
   ``sample_indices`` in the trainer are these indices (the top-K store is keyed by them).
@@ -128,35 +128,6 @@ def to_slime_sample(
             }
         },
     )
-
-
-def split_trainable(
-    samples: Sequence[TrainingSample], layout: SampleLayout, *, topk: bool
-) -> tuple[list[TrainingSample], list[TrainingSample], list[TrainingSample]]:
-    """``(keep, skip, defer)``: ``skip`` can never be trained under this layout (malformed,
-    or no teacher where one is required) and is acknowledged; ``defer`` goes back to the
-    journal for a later step: a second sample with the same tokens in one step, when
-    top-K rows are looked up by token content in the trainer."""
-    keep: list[TrainingSample] = []
-    skip: list[TrainingSample] = []
-    defer: list[TrainingSample] = []
-    seen: set[tuple[int, ...]] = set()
-    for sample in samples:
-        try:
-            check_sample(sample)
-        except ValueError:
-            skip.append(sample)
-            continue
-        if layout.require_teacher and sample.teacher_log_probs is None:
-            skip.append(sample)
-            continue
-        if topk:
-            if sample.tokens in seen:
-                defer.append(sample)
-                continue
-            seen.add(sample.tokens)
-        keep.append(sample)
-    return keep, skip, defer
 
 
 def rollout_metrics(

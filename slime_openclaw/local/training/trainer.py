@@ -38,9 +38,9 @@ from slime_openclaw.local.training.trainer_objective import (
     TrainItem,
     batch_gradients,
     prepare,
-    unusable_reason,
 )
 from slime_openclaw.local.training.weight_sync import EngineAdmin, push_checkpoint
+from slime_openclaw.selection import SelectionRules, select
 from slime_openclaw.types import TrainingSample
 
 log = logging.getLogger(__name__)
@@ -245,14 +245,16 @@ class LocalTrainer:
         try:
             while True:
                 drained = self.journal.drain(c.batch_size - len(items), c.consumer)
-                keep, skip = self._select(drained)
+                keep, skip, defer = self._select(drained, items)
                 if skip:
                     self.journal.ack([s.sample_id for s in skip])
                     skipped += len(skip)
+                if defer:
+                    self.journal.nack([s.sample_id for s in defer])
                 items += keep
                 if len(items) >= c.batch_size or loop.time() >= deadline or (stop is not None and stop.is_set()):
                     break
-                if not drained:
+                if not drained or defer:
                     await _sleep(min(c.poll_s, max(deadline - loop.time(), 0.0)), stop)
         except BaseException:  # cancelled or the journal failed: give back what we hold
             if items:
@@ -264,21 +266,23 @@ class LocalTrainer:
             return [], skipped
         return items, skipped
 
-    def _select(self, samples: Sequence[TrainingSample]) -> tuple[list[TrainItem], list[TrainingSample]]:
-        keep: list[TrainItem] = []
-        skip: list[TrainingSample] = []
-        vocab = int(self.model.config.vocab_size)
-        for sample in samples:
-            reason = unusable_reason(sample, self.config, vocab)
-            item = prepare(sample, self.config, self.weight_version) if reason is None else None
-            if item is not None and item.dropped:
-                reason = f"staleness {item.staleness:.0f} > {self.config.staleness.max_staleness}"
-            if item is None or reason is not None:
-                log.info("skipping sample %s: %s", sample.sample_id, reason)
-                skip.append(sample)
-            else:
-                keep.append(item)
-        return keep, skip
+    def rules(self) -> SelectionRules:
+        """This trainer's selection rules (``selection.py``; the slime path applies the same ones).
+        Its weight version resumes from its checkpoints: every start is one lineage."""
+        c = self.config
+        bound = c.staleness.max_staleness if c.staleness.action == "drop" else None
+        return SelectionRules.for_method(c.method, max_staleness=bound, topk=c.method == "opd_topk",
+                                         vocab_size=int(self.model.config.vocab_size))
+
+    def _select(
+        self, samples: Sequence[TrainingSample], taken: Sequence[TrainItem] = ()
+    ) -> tuple[list[TrainItem], list[TrainingSample], list[TrainingSample]]:
+        decided = select(samples, self.rules(), trainer_version=self.weight_version,
+                         taken=[item.sample for item in taken])
+        for sample, reason in decided.skip:
+            log.info("skipping sample %s: %s", sample.sample_id, reason)
+        keep = [prepare(sample, self.config, self.weight_version) for sample in decided.keep]
+        return keep, [s for s, _ in decided.skip], decided.defer
 
     # -- training (worker thread) ------------------------------------------------------
     def _train_and_save(self, items: list[TrainItem]) -> tuple[float, dict[str, float]]:

@@ -42,7 +42,6 @@ from slime_openclaw.losses import (
     topk_reverse_kl,
     truncated_importance_weights,
 )
-from slime_openclaw.slime.samples import check_sample
 from slime_openclaw.types import TrainingSample
 
 
@@ -69,23 +68,6 @@ class TrainItem:
     staleness: float
     dropped: bool
     """Past the staleness bound with action ``drop``: not trained."""
-
-
-def unusable_reason(sample: TrainingSample, config: TrainerConfig, vocab_size: int) -> str | None:
-    """Why ``sample`` can never be trained under ``config``, or None when it can."""
-    try:
-        check_sample(sample)
-    except ValueError as exc:
-        return str(exc)
-    if any(not 0 <= t < vocab_size for t in sample.tokens):
-        return "token id outside the vocabulary"
-    if config.method == "opd" and sample.teacher_log_probs is None:
-        return "no teacher log-probs (method opd)"
-    if config.method == "opd_topk":
-        rows = sample.teacher_topk_ids
-        if rows is None or sample.teacher_topk_log_probs is None or len(rows) != len(sample.response_ids):
-            return "no teacher top-K rows (method opd_topk)"
-    return None
 
 
 def prepare(sample: TrainingSample, config: TrainerConfig, weight_version: int) -> TrainItem:
