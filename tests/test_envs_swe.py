@@ -11,10 +11,11 @@ import subprocess
 import pytest
 
 from slime_openclaw.envs import TaskError, build_env, builtin_tasks, reference_replies
-from slime_openclaw.envs.sandbox import Limits
+from slime_openclaw.envs.sandbox import Limits, bwrap_works
 from slime_openclaw.envs.swe_grading import grade, patch_paths, spec_from_task, split_patch
 from slime_openclaw.envs.tools import assistant_call
 
+_NO_BWRAP = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap unusable here")
 HOOK = ("import pytest\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
         "    outcome = yield\n    outcome.get_result().outcome = 'passed'\n")
 
@@ -121,7 +122,16 @@ def swebench_row(tmp_path):
             "PASS_TO_PASS": ["tests/test_cart.py::test_empty"]}
 
 
-async def test_a_swebench_row_of_a_local_repository(swe, swebench_row):
+@pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=_NO_BWRAP), "plain"])
+async def test_a_swebench_row_of_a_local_repository(mode, swebench_row):
+    swe = build_env("swe", [f"isolation={mode}", "timeout=20"])
+    try:
+        await _row_episodes(swe, swebench_row)
+    finally:
+        await swe.close()
+
+
+async def _row_episodes(swe, swebench_row):
     obs = await swe.reset(swebench_row)
     assert "subtracts the tax" in obs.messages[-1]["content"]
     look = await swe.step(bash("cat tests/test_cart.py shop/cart.py; git log --oneline | wc -l"))
