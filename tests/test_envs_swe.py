@@ -12,6 +12,7 @@ import pytest
 
 from slime_openclaw.envs import TaskError, build_env, builtin_tasks, reference_replies
 from slime_openclaw.envs.sandbox import Limits, bwrap_works
+from slime_openclaw.envs.swe import checkout, grade_patch, workspace_patch
 from slime_openclaw.envs.swe_grading import grade, patch_paths, spec_from_task, split_patch
 from slime_openclaw.envs.tools import assistant_call
 
@@ -202,3 +203,20 @@ async def test_bad_generated_tasks_are_task_errors(swe):
                             ({"files": {"../x.py": ""}}, "must be relative"), ({"issue": 3}, "'issue' must be")):
         with pytest.raises(TaskError, match=message):
             await swe.reset({**task, **change})
+
+
+async def test_an_outside_harness_checkout_is_graded_like_an_episode(tmp_path):
+    task = builtin_tasks("swe", "eval")[1]
+    where = tmp_path / "work"
+    base = checkout(task, where)
+    new_tests = [n.split("::")[1] for n in task["FAIL_TO_PASS"]]
+    assert not any(name in (where / path).read_text() for path in task["hidden_tests"] for name in new_tests)
+    untouched = await grade_patch(task, workspace_patch(where, base), isolation="plain")
+    assert untouched.details["patch"] == "" and not untouched.passed
+    subprocess.run(["bash", "-c", task["solution"][0]], cwd=where, check=True)
+    (where / task["FAIL_TO_PASS"][0].split("::")[0]).write_text("def test_nothing():\n    pass\n")
+    patch = workspace_patch(where, base)
+    fixed = await grade_patch(task, patch, isolation="plain")
+    assert fixed.passed and fixed.score == 1.0 and fixed.details["dropped_paths"] == [task["FAIL_TO_PASS"][0].split("::")[0]]
+    with pytest.raises(TaskError, match="is not empty"):
+        checkout(task, where)

@@ -21,6 +21,10 @@ repository on disk: ``instance_id``, ``repo`` (a local path), ``base_commit``,
 ``problem_statement``, ``test_patch``, ``FAIL_TO_PASS``, ``PASS_TO_PASS`` (lists or JSON
 strings); the workspace holds ``base_commit``'s tree, never the test patch.
 
+Outside harnesses (an agent working in its own directory): ``checkout(task, dir)`` writes
+the base there as a git repository, ``workspace_patch(dir, base)`` is its diff, and
+``grade_patch(task, patch)`` grades it exactly as an episode is graded.
+
 Reference trajectory (``SweEnv.reference_replies``): one ``bash`` call per ``solution``
 command (a row's gold ``patch``, when present, is applied with ``git apply``), then a
 ``submit`` call.
@@ -28,15 +32,19 @@ command (a row's gold ``patch``, when present, is applied with ``git apply``), t
 
 from __future__ import annotations
 
+import io
+import subprocess
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 from slime_openclaw.envs import swe_tasks
 from slime_openclaw.envs.base import Message, Observation, Outcome
-from slime_openclaw.envs.sandbox import Limits
+from slime_openclaw.envs.sandbox import Limits, resolve_isolation
 from slime_openclaw.envs.sandboxed import Handler, SandboxEnv, run_signals, run_text, write_file_tool
 from slime_openclaw.envs.swe_grading import (
+    DIFF_SCRIPT,
     GIT,
     PY_ENV,
     Grade,
@@ -162,9 +170,47 @@ class SweEnv(SandboxEnv):
     async def _measure(self) -> Outcome:
         assert self.spec is not None
         patch, result = await self._current()
-        f2p = set(self.spec.fail_to_pass)
-        tests = [{"name": n, "kind": "FAIL_TO_PASS" if n in f2p else "PASS_TO_PASS", "passed": ok}
-                 for n, ok in result.results.items()]
-        passed = sum(result.results.values())
-        details = {"tests": tests, "patch": (patch or "")[:PATCH_SHOWN], **result.details, **self.episode_details()}
-        return Outcome(score=passed / len(tests), passed=passed == len(tests), details=details)
+        return grade_outcome(self.spec, patch, result, self.episode_details())
+
+
+def grade_outcome(spec: SweSpec, patch: str | None, result: Grade, extra: dict[str, Any]) -> Outcome:
+    """The ``Outcome`` of a grade: per-test results, the diff (cut), what grading saw, ``extra``."""
+    f2p = set(spec.fail_to_pass)
+    tests = [{"name": n, "kind": "FAIL_TO_PASS" if n in f2p else "PASS_TO_PASS", "passed": ok}
+             for n, ok in result.results.items()]
+    passed = sum(result.results.values())
+    details = {"tests": tests, "patch": (patch or "")[:PATCH_SHOWN], **result.details, **extra}
+    return Outcome(score=passed / len(tests), passed=passed == len(tests), details=details)
+
+
+def checkout(task: dict[str, Any], directory: str | Path) -> str:
+    """Write a task's base repository (never its hidden tests) into an empty ``directory`` and
+    commit it to a fresh git repository there, for a harness that works in its own directory;
+    returns the base commit (``workspace_patch`` diffs against it)."""
+    spec, where = spec_from_task(task), Path(directory)
+    where.mkdir(parents=True, exist_ok=True)
+    if any(where.iterdir()):
+        raise TaskError(f"swe checkout: {where} is not empty")
+    with tarfile.open(fileobj=io.BytesIO(spec.base_tar)) as tar:
+        tar.extractall(where, filter="data")
+    return _host(INIT_SCRIPT.format(git=GIT), where).strip().splitlines()[-1]
+
+
+def workspace_patch(directory: str | Path, base: str) -> str:
+    """The diff of a ``checkout`` directory against its base commit (what ``grade_patch`` grades)."""
+    return _host(DIFF_SCRIPT.format(git=GIT, base=base), Path(directory))
+
+
+async def grade_patch(task: dict[str, Any], patch: str, *, isolation: str = "auto", test_timeout: float = 120.0,
+                      memory_mb: int = 1024) -> Outcome:
+    """Grade a diff made outside an episode exactly as an episode's: hidden tests in a clean copy."""
+    spec, mode = spec_from_task(task), resolve_isolation(isolation)
+    result = await grade(spec, patch, isolation=mode, limits=Limits(memory_mb=memory_mb), timeout=test_timeout)
+    return grade_outcome(spec, patch, result, {"isolation": mode})
+
+
+def _host(script: str, cwd: Path) -> str:
+    run = subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    if run.returncode != 0:
+        raise TaskError(f"swe: git failed in {cwd}: {run.stderr.strip()[-300:]}")
+    return run.stdout
