@@ -48,10 +48,10 @@ def long_context_model() -> Path:
 
 
 @contextmanager
-def serve_embedded(journal: Path, *extra: str) -> Iterator[str]:
-    """``serve --embedded`` on the long tiny model; yields the gateway's base URL (``.../v1``)."""
+def serve_embedded(journal: Path, *extra: str, model: Path | None = None) -> Iterator[str]:
+    """``serve --embedded`` on ``model`` (the long tiny model by default); yields the base URL (``.../v1``)."""
     command = [sys.executable, "-m", "slime_openclaw.cli", "serve", "--embedded", "--journal", str(journal),
-               "--port", "0", "--model", str(long_context_model()), "--served-model-name", MODEL,
+               "--port", "0", "--model", str(model or long_context_model()), "--served-model-name", MODEL,
                "--log-level", "WARNING", *extra]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -112,13 +112,17 @@ class OpenClawHome:
         return keep | {"HOME": str(self.root / "home"), "OPENCLAW_STATE_DIR": str(self.root / "state"),
                        "OPENCLAW_CONFIG_PATH": str(self.root / "openclaw.json"), "NO_COLOR": "1"}
 
-    def agent(self, session_id: str, message: str, *, timeout_s: float = 240) -> dict[str, Any]:
-        """One turn: ``openclaw agent --local --session-id ID --message TEXT --json``; its JSON result."""
-        done = subprocess.run(
+    def run_agent(self, session_id: str, message: str, *, timeout_s: float = 420) -> subprocess.CompletedProcess[str]:
+        """``openclaw agent --local --session-id ID --message TEXT --json``, whatever its exit code."""
+        return subprocess.run(
             [str(self.binary), "agent", "--local", "--session-id", session_id, "--message", message, "--json"],
             capture_output=True, text=True, env=self.env(), cwd=self.root / "workspace", timeout=timeout_s,
             stdin=subprocess.DEVNULL,
         )
+
+    def agent(self, session_id: str, message: str, *, timeout_s: float = 420) -> dict[str, Any]:
+        """One turn that must succeed; its ``--json`` result."""
+        done = self.run_agent(session_id, message, timeout_s=timeout_s)
         assert done.returncode == 0, f"openclaw agent exited {done.returncode}: {why_failed(done.stderr)}"
         result: dict[str, Any] = json.loads(done.stdout)
         return result
