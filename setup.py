@@ -37,6 +37,7 @@ setup(
             "mini-swe-agent>=2.4,<3",
             # the gui environment (its tests run in CI)
             "playwright>=1.45", "miniwob>=1.0",
+            "hypothesis>=6.100",
         ],
         # the gui environment: Playwright drives Debian's /usr/bin/chromium; MiniWoB++ pages
         "gui": ["playwright>=1.45", "miniwob>=1.0"],

@@ -126,7 +126,7 @@ def gateway_child(model_dir: str, engine_url: str, journal: str, merge_chunks: b
     import logging
 
     from slime_openclaw.engine.client import EngineClient
-    from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
+    from slime_openclaw.gateway.app import GatewayDeps, GatewaySettings, make_app
     from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
     from slime_openclaw.journal.location import open_journal
 
@@ -136,7 +136,7 @@ def gateway_child(model_dir: str, engine_url: str, journal: str, merge_chunks: b
 
     async def main() -> None:
         deps = GatewayDeps(EngineClient(engine_url, merge_chunks=merge_chunks), recorder, codec,
-                           GatewayConfig(served_model_name="tiny", max_concurrency=4096))
+                           GatewaySettings(served_model_name="tiny", max_concurrency=4096))
         gc.freeze()  # as ``serve`` does once started
         await _serve(make_app(deps), "gateway")
 

@@ -138,12 +138,22 @@ class GatewayConfig:
     writing the key into a YAML file."""
     model_name: str = "policy"
     """Model name the gateway reports and accepts."""
-    max_inflight: int = 64
+    max_inflight: int = 256
     """Requests served concurrently before clients get 429 with Retry-After."""
     session_ttl_s: float = 1800.0
     """Idle seconds after which a session ends (its last turn gets a session-end next state)."""
-    log_text: bool = False
-    """Log request/response text (off: no user text in logs)."""
+    max_sessions: int = 10_000
+    """Open sessions at most (the least recently active ends first)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` names accepted besides loopback names and the bind address (``*``: any);
+    empty with an API key: any (the key is the guard)."""
+    max_body_bytes: int = 0
+    """Larger request bodies get 413; 0: 1 MiB plus 32 bytes per context token."""
+    body_timeout_s: float = 30.0
+    """Seconds a request body may take to arrive (408 after)."""
+    idle_timeout_s: float = 15.0
+    """Seconds a connection may stay without a complete request header (new, partial or
+    idle keep-alive) before it is closed."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +316,10 @@ class OpenClawConfig:
         positive("openclaw_hint_votes", self.hint.votes)
         positive("openclaw_signal_workers", self.signal_workers)
         positive("openclaw_gateway_max_inflight", self.gateway.max_inflight)
+        positive("openclaw_gateway_max_sessions", self.gateway.max_sessions)
+        if self.gateway.max_body_bytes < 0 or not (self.gateway.body_timeout_s > 0 and self.gateway.idle_timeout_s > 0):
+            raise ConfigError("openclaw_gateway_max_body_bytes must be >= 0, openclaw_gateway_body_timeout_s and "
+                              "openclaw_gateway_idle_timeout_s > 0")
         if not (self.journal.claim_lease_s > 0 and self.journal.drain_lease_s > 0):
             raise ConfigError("openclaw_journal_claim_lease_s and openclaw_journal_drain_lease_s must be > 0")
         if not self.gateway.session_ttl_s > 0:

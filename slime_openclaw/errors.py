@@ -69,11 +69,20 @@ class OverloadedError(OpenClawError):
 
 
 class EngineError(OpenClawError):
-    """The inference engine is unreachable or answered with an error."""
+    """The inference engine is unreachable or answered with an error.
+
+    ``message`` says what happened, with the engine's address, for logs; a client gets
+    ``to_openai()``, which names neither the engine's address nor its words.
+    """
 
     status = 502
     error_type = "engine_error"
     code = "engine_unavailable"
+
+    def to_openai(self) -> dict:
+        public = ("the inference engine refused the request" if self.code == "engine_rejected"
+                  else "the inference engine failed or is unavailable; retry shortly")
+        return {"error": {"message": public, "type": self.error_type, "param": None, "code": self.code}}
 
 
 class UnavailableError(OpenClawError):

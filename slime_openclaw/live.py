@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,11 @@ from aiohttp import web
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.errors import ConfigError
-from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
+from slime_openclaw.gateway.app import GatewayDeps, GatewaySettings, make_runner
 from slime_openclaw.gateway.matching import session_end
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.supervisor import EngineSupervisor, SupervisedEngine
-from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
+from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec, model_context_length
 from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.journal.location import open_journal
 from slime_openclaw.signals.config import SignalsConfig, build_pipeline, make_generator
@@ -61,14 +61,10 @@ Resolver = Callable[[str], str]
 """An engine reference from the config (``policy``, ``slime:NAME``, URL) -> its URL."""
 
 
-def gateway_settings(config: OpenClawConfig, served_model_name: str | None = None) -> GatewayConfig:
+def gateway_settings(config: OpenClawConfig, served_model_name: str | None = None) -> GatewaySettings:
     """The gateway app's settings from the ``openclaw_gateway_*`` keys."""
-    return GatewayConfig(
-        served_model_name=served_model_name or config.gateway.model_name,
-        api_key=config.gateway_api_key() or None,
-        max_concurrency=config.gateway.max_inflight,
-        session_ttl=config.gateway.session_ttl_s,
-    )
+    return GatewaySettings.from_config(config.gateway, served_model_name=served_model_name,
+                                       api_key=config.gateway_api_key())
 
 
 def default_resolver(engine_url: str) -> Resolver:
@@ -199,7 +195,7 @@ async def _sweep_orphans(service: LiveService, idle_s: float) -> None:
 
 @contextlib.asynccontextmanager
 async def _gateway_site(deps: GatewayDeps, host: str, port: int) -> AsyncIterator[str]:
-    runner = web.AppRunner(make_app(deps), access_log=None)
+    runner = make_runner(deps)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -217,7 +213,7 @@ async def live_service(
     tokenizer_dir: str | Path,
     journal: JournalStore | None = None,
     journal_location: str | None = None,
-    gateway: GatewayConfig | None = None,
+    gateway: GatewaySettings | None = None,
     host: str | None = None,
     port: int | None = None,
     record_only: bool = False,
@@ -237,6 +233,9 @@ async def live_service(
     """
     codec = TokenizerCodec.from_dir(tokenizer_dir)
     settings = gateway or gateway_settings(config)
+    if settings.chat.max_context_tokens is None:  # a prompt over the model's context is the client's 400
+        chat = replace(settings.chat, max_context_tokens=model_context_length(tokenizer_dir))
+        settings = replace(settings, chat=chat)
     owned = journal is None
     store = open_journal(journal_location, settings=config.journal) if journal is None else journal
     # Chunks that one read brought in become one delta (same weight version): a gateway

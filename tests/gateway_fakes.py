@@ -18,7 +18,7 @@ import openai
 from aiohttp import web
 
 from slime_openclaw.engine.protocol import Engine
-from slime_openclaw.gateway.app import GatewayConfig, GatewayDeps, make_app
+from slime_openclaw.gateway.app import GatewayDeps, GatewaySettings, make_runner
 from slime_openclaw.gateway.codec import MessageDelta, ToolCallDelta
 from slime_openclaw.journal.memory import MemoryJournal
 
@@ -99,8 +99,9 @@ class CharCodec:
     """``ChatCodec`` over characters."""
 
     stop_token_ids = (0,)
+    max_token_chars = 1
 
-    def render_ids(self, messages: Sequence[dict], tools: Sequence[dict]) -> list[int]:
+    def render_ids(self, messages: Sequence[dict], tools: Sequence[dict], *, template_kwargs: Any = None) -> list[int]:
         return encode(render_text(messages, tools))
 
     def new_parser(self, prompt_ids: Sequence[int]) -> CharParser:
@@ -125,8 +126,8 @@ async def running_gateway(engine: Engine, *, journal: MemoryJournal | None = Non
     settings = {"served_model_name": "tiny", "api_key": api_key, **config}
     recorder = journal if journal is not None else MemoryJournal()
     deps = GatewayDeps(engine=engine, recorder=recorder, codec=codec or CharCodec(),
-                       config=GatewayConfig(**settings), outcomes=recorder)
-    runner = web.AppRunner(make_app(deps), access_log=None)
+                       config=GatewaySettings(**settings), outcomes=recorder)
+    runner = make_runner(deps)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

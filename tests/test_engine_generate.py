@@ -7,6 +7,7 @@ the shared convention ``log_softmax(logits / T)`` (``T = 1`` when greedy).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,26 @@ async def test_output_log_probs_equal_forward_pass(engine_url: str, reference: A
         assert got == pytest.approx(float(row[token]), abs=TOL)
         if temperature == 0.0:
             assert token == int(torch.argmax(row))
+
+
+async def test_repetition_penalty_and_min_p_are_honoured(engine_url: str, reference: Any) -> None:
+    penalty = 1.7
+    sampling = SamplingParams(temperature=0.9, max_new_tokens=8, sampling_seed=5, ignore_eos=True,
+                              repetition_penalty=penalty, min_p=0.05, top_k=40)
+    async with EngineClient(engine_url) as client:
+        out = await client.generate(GenerateRequest(input_ids=PROMPT, sampling=sampling))
+    tokens = list(PROMPT) + list(out.output_ids)
+    with torch.no_grad():
+        logits = reference(input_ids=torch.tensor([tokens])).logits[0].float()
+    for i, (token, got) in enumerate(zip(out.output_ids, out.output_log_probs, strict=True)):
+        row = logits[len(PROMPT) - 1 + i].clone()
+        seen = torch.tensor(sorted(set(out.output_ids[:i])), dtype=torch.long)
+        if len(seen):  # SGLang's penalty: tokens generated so far, before the log-probs are taken
+            row[seen] = torch.where(row[seen] > 0, row[seen] / penalty, row[seen] * penalty)
+        logp = torch.log_softmax(row / 0.9, dim=-1)
+        assert got == pytest.approx(float(logp[token]), abs=TOL)
+        assert float(logp[token]) >= float(logp.max()) + math.log(0.05) - TOL  # min_p kept it
+        assert int((logp > logp[token]).sum()) < 40  # top_k kept it
 
 
 async def test_stream_deltas_concatenate_to_generate(engine_url: str) -> None:
@@ -212,6 +233,8 @@ async def test_bad_requests_get_400(engine_url: str) -> None:
         {"input_ids": [1, 10**9]},
         {"input_ids": [1, 2], "sampling_params": {"max_new_tokens": -1}},
         {"input_ids": [1, 2], "sampling_params": {"top_p": 0}},
+        {"input_ids": [1, 2], "sampling_params": {"min_p": 1.5}},
+        {"input_ids": [1, 2], "sampling_params": {"repetition_penalty": 0}},
         {"input_ids": [1, 2], "logprob_start_len": 2},
         {"input_ids": [1, 2], "stream": "yes"},
     ]

@@ -128,7 +128,8 @@ async def test_unreachable_engine_gives_502_quickly_then_metrics() -> None:
                 start = time.monotonic()
                 status, _, payload = await _post(http, url, body)
                 assert status == 502 and payload["error"]["type"] == "engine_error"
-                assert "cannot reach engine" in payload["error"]["message"]
+                assert payload["error"]["code"] == "engine_unavailable"
+                assert "127.0.0.1" not in payload["error"]["message"] and "http" not in payload["error"]["message"]
                 assert time.monotonic() - start < 1.5
             async with http.get(str(api.base_url).replace("/v1/", "/healthz")) as r:
                 assert r.status == 503

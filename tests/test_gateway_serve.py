@@ -9,8 +9,10 @@ import openai
 import pytest
 
 from slime_openclaw.engine.child import embedded_engine
+from slime_openclaw.config import GatewayConfig, OpenClawConfig
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway import serve
+from slime_openclaw.gateway.app import body_limit
 from tests.helpers_model import tiny_model_dir
 from tests.scripted_engine import ScriptedEngine, served
 
@@ -28,6 +30,20 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_bad_configuration_is_a_config_error(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         serve.run(parse(*argv))
+
+
+def test_gateway_settings_are_the_config_section_with_the_flags_on_top() -> None:
+    section = OpenClawConfig.from_mapping({"openclaw_gateway_max_inflight": 7, "openclaw_gateway_idle_timeout_s": 3.0,
+                                           "openclaw_gateway_allowed_hosts": ["a.lan"]}).gateway
+    settings = serve.build_config(parse("--engine-url", "http://x", "--max-sessions", "9", "--allowed-host", "b.lan",
+                                        "--body-timeout", "4"), "tiny", 4096, section)
+    assert (settings.max_concurrency, settings.idle_timeout, settings.max_sessions) == (7, 3.0, 9)
+    assert settings.allowed_hosts == ("b.lan",) and settings.body_timeout == 4.0
+    assert settings.chat.max_context_tokens == 4096 and body_limit(settings) == (1 << 20) + 32 * 4096
+    defaults = serve.build_config(parse("--engine-url", "http://x"), "tiny")
+    assert (defaults.max_concurrency, defaults.max_sessions) == (GatewayConfig().max_inflight, 10_000)
+    with pytest.raises(ConfigError, match="openclaw_gateway_idle_timeout_s"):
+        serve.build_config(parse("--engine-url", "http://x", "--idle-timeout", "0"), "tiny")
 
 
 def test_source_is_required() -> None:

@@ -13,7 +13,8 @@ by construction: fast backend, no position-dependent pre-tokenizer (``Metaspace`
 special-token splitting; otherwise None and the caller encodes the whole text. ``encode``
 re-checks the backend state that a tokenizer call may leave behind (truncation, padding,
 ``encode_special_tokens``) and, when any is set, encodes the whole text through the
-tokenizer's own call. The cache is a bounded LRU (entries and characters).
+tokenizer's own call. The cache is a bounded LRU (entries and characters); encoding runs
+outside its lock, so threads share one encoder without waiting on each other's encodes.
 
 This module does not render chat templates (see chat/template.py).
 """
@@ -27,6 +28,8 @@ from collections import OrderedDict
 from typing import Any
 
 # Pre-tokenizers whose output for a piece does not depend on where the piece sits in the text.
+LONG_PIECE = 4096
+"""Pieces at least this long are encoded with the GIL released (``encode_batch``)."""
 _POSITION_FREE_PRE_TOKENIZERS = frozenset({
     "BertPreTokenizer", "ByteLevel", "CharDelimiterSplit", "Digits", "Punctuation", "Split",
     "UnicodeScripts", "Whitespace", "WhitespaceSplit", "FixedLength",
@@ -90,37 +93,48 @@ class SegmentEncoder:
         return backend.truncation is None and backend.padding is None and not backend.encode_special_tokens
 
     def encode(self, text: str) -> list[int]:
-        """The ids of ``text`` without added special tokens (BOS/EOS templates)."""
+        """The ids of ``text`` without added special tokens (BOS/EOS templates).
+
+        Safe from several threads: the lock guards the cache only, never an encode, so a
+        long text encoding in one thread does not hold up a short one in another; pieces
+        of ``LONG_PIECE`` characters or more are encoded through the backend's batch call,
+        which releases the GIL (a single ``encode`` holds it for the whole piece)."""
         if not self._plain_state():  # the tokenizer's own call resets that state
             return [int(i) for i in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
         pieces = self._splitter.split(text) if self._splitter is not None else [text]
-        with self._lock:
-            return self._encode_pieces(pieces)
-
-    def _encode_pieces(self, pieces: list[str]) -> list[int]:
-        """Ids of the split text: odd pieces are added tokens, even ones text (cached)."""
-        encode = self._backend.encode  # one at a time: a batch would wake the tokenizers thread pool
-        cache, added = self._cache, self._added
+        added = self._added
         ids: list[int] = []
         for i, piece in enumerate(pieces):
             if i % 2:
                 ids.append(added[piece])
             elif piece:
-                cached = cache.get(piece)
-                if cached is None:
-                    cached = tuple(encode(piece, add_special_tokens=False).ids)
-                    self._store(piece, cached)
-                    self.misses += 1
-                else:
-                    cache.move_to_end(piece)
-                    self.hits += 1
-                ids.extend(cached)
-        self._evict()
+                ids.extend(self._piece_ids(piece))
+        with self._lock:
+            self._evict()
+        return ids
+
+    def _piece_ids(self, piece: str) -> tuple[int, ...]:
+        """Ids of one text piece (no added tokens in it), from the cache or encoded and cached."""
+        with self._lock:
+            cached = self._cache.get(piece)
+            if cached is not None:
+                self._cache.move_to_end(piece)
+                self.hits += 1
+                return cached
+            self.misses += 1
+        if len(piece) < LONG_PIECE:  # one at a time: a batch would wake the tokenizers thread pool
+            ids = tuple(self._backend.encode(piece, add_special_tokens=False).ids)
+        else:
+            ids = tuple(self._backend.encode_batch([piece], add_special_tokens=False)[0].ids)
+        if len(piece) <= self.max_chars // 16:  # one huge piece would evict everything else
+            with self._lock:
+                self._store(piece, ids)
         return ids
 
     def _store(self, piece: str, ids: tuple[int, ...]) -> None:
+        if piece not in self._cache:
+            self._chars += len(piece)
         self._cache[piece] = ids
-        self._chars += len(piece)
 
     def _evict(self) -> None:
         while self._cache and (len(self._cache) > self.max_entries or self._chars > self.max_chars):

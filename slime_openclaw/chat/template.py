@@ -165,6 +165,21 @@ def _check_inputs(messages: Any, tools: Any) -> None:
         raise RequestError("each tool must be an object", param="tools")
 
 
+_RESERVED_TEMPLATE_NAMES = frozenset({
+    "messages", "conversation", "tools", "documents", "add_generation_prompt", "continue_final_message",
+    "tokenize", "chat_template", "return_dict", "return_tensors", "return_assistant_tokens_mask", "padding",
+    "truncation", "max_length", "tokenizer_kwargs", "sanitize_control_tokens", "bos_token", "eos_token",
+    "pad_token", "unk_token", "raise_exception", "strftime_now",
+})
+
+
+def template_variables(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's extra template variables (``chat_template_kwargs``) that may reach a chat
+    template: identifiers that are none of ``apply_chat_template``'s own names."""
+    return {k: v for k, v in (kwargs or {}).items()
+            if isinstance(k, str) and k.isidentifier() and k not in _RESERVED_TEMPLATE_NAMES}
+
+
 def _as_id_list(out: Any) -> list[int]:
     if isinstance(out, Mapping) or hasattr(out, "input_ids"):
         out = out["input_ids"]
@@ -200,9 +215,10 @@ class ChatRenderer:
         self.encoder = None if sanitize_control_tokens else SegmentEncoder.for_tokenizer(tokenizer)
         """The piecewise encoder (None: the whole text goes through the tokenizer)."""
 
-    def _apply(self, messages: Any, tools: Any, add_generation_prompt: bool, tokenize: bool) -> Any:
+    def _apply(self, messages: Any, tools: Any, add_generation_prompt: bool, tokenize: bool,
+               variables: Mapping[str, Any] | None = None) -> Any:
         _check_inputs(messages, tools)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = template_variables(variables)
         if self.chat_template is not None:
             extra["chat_template"] = self.chat_template
         if self.sanitize_control_tokens:
@@ -222,19 +238,23 @@ class ChatRenderer:
             raise RequestError(f"cannot render messages: {exc}", param="messages") from exc
 
     def render_text(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
-                    add_generation_prompt: bool = True) -> str:
-        """The rendered prompt as text (for logs off by default, judges and debugging)."""
+                    add_generation_prompt: bool = True, *, variables: Mapping[str, Any] | None = None) -> str:
+        """The rendered prompt as text (for logs off by default, judges and debugging).
+
+        ``variables``: extra template variables (``chat_template_kwargs``, e.g. Qwen3's
+        ``enable_thinking``); a template that does not read one ignores it (the package's
+        own template reads none)."""
         template = self.chat_template if self.chat_template is not None else self.tokenizer.chat_template
         if not self.sanitize_control_tokens and template == CHAT_TEMPLATE:
             _check_inputs(messages, tools)
             text = render_builtin(messages, list(tools) if tools else None, add_generation_prompt)
             if text is not None:
                 return text
-        return str(self._apply(messages, tools, add_generation_prompt, tokenize=False))
+        return str(self._apply(messages, tools, add_generation_prompt, tokenize=False, variables=variables))
 
     def render_ids(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
-                   add_generation_prompt: bool = True) -> list[int]:
+                   add_generation_prompt: bool = True, *, variables: Mapping[str, Any] | None = None) -> list[int]:
         """The prompt token ids; raises ``RequestError`` when the messages cannot be rendered."""
         if self.encoder is None:
-            return _as_id_list(self._apply(messages, tools, add_generation_prompt, tokenize=True))
-        return self.encoder.encode(self.render_text(messages, tools, add_generation_prompt))
+            return _as_id_list(self._apply(messages, tools, add_generation_prompt, tokenize=True, variables=variables))
+        return self.encoder.encode(self.render_text(messages, tools, add_generation_prompt, variables=variables))

@@ -27,6 +27,10 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = -1
+    min_p: float = 0.0
+    """Drop tokens below ``min_p`` times the top token's probability (0: off)."""
+    repetition_penalty: float = 1.0
+    """Divide positive (multiply negative) logits of tokens already generated (1: off)."""
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
@@ -48,6 +52,10 @@ class SamplingParams:
             "skip_special_tokens": self.skip_special_tokens,
             "no_stop_trim": self.no_stop_trim,
         }
+        if self.min_p:
+            body["min_p"] = self.min_p
+        if self.repetition_penalty != 1.0:
+            body["repetition_penalty"] = self.repetition_penalty
         if self.sampling_seed is not None:
             body["sampling_seed"] = self.sampling_seed
         if self.ignore_eos:

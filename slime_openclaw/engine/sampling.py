@@ -1,10 +1,14 @@
 """Token-level math of the embedded engine: log-probs under the shared convention, sampling.
 
 The log-prob convention (engine/protocol.py) is ``log_softmax(logits / T)`` with ``T`` the
-request's temperature, ``T = 1`` for greedy requests, taken *before* top-p/top-k
+request's temperature, ``T = 1`` for greedy requests, taken *before* top-p/top-k/min-p
 truncation. Sampling draws from the same tempered distribution after truncating it with
-top-k, then top-p, and renormalizing (SGLang's order). A temperature below ``GREEDY_EPS`` or
-``top_k == 1`` is greedy (argmax), as in SGLang.
+top-k, then top-p, then min-p (against the most likely token), and renormalizing (SGLang's
+order). A temperature below ``GREEDY_EPS`` or ``top_k == 1`` is greedy (argmax), as in
+SGLang. A repetition penalty, like SGLang's penalizers, rescales the logits of tokens
+already generated *before* the log-probs are taken, so the reported log-probs are those of
+the distribution actually sampled (the trainer's recomputation applies no penalty; the turn
+records the penalty).
 
 This module knows nothing about requests, caches or threads; it works on one 1-D logits
 vector at a time.
@@ -33,6 +37,18 @@ def log_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.log_softmax(logits.float() / convention_temperature(temperature), dim=-1)
 
 
+def penalize_repetition(logits: torch.Tensor, generated: list[int], penalty: float) -> torch.Tensor:
+    """SGLang's repetition penalty: logits of ``generated`` tokens divided by ``penalty`` when
+    positive, multiplied when negative (a new tensor; ``penalty == 1`` returns ``logits``)."""
+    if penalty == 1.0 or not generated:
+        return logits
+    out = logits.float().clone()
+    ids = torch.tensor(sorted(set(generated)), dtype=torch.long)
+    seen = out[ids]
+    out[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return out
+
+
 def choose_token(
     logp: torch.Tensor,
     *,
@@ -40,6 +56,7 @@ def choose_token(
     top_p: float,
     top_k: int,
     generator: torch.Generator | None,
+    min_p: float = 0.0,
 ) -> int:
     """Pick the next token from a 1-D vector of convention log-probs.
 
@@ -58,6 +75,8 @@ def choose_token(
         drop_sorted = (cumulative - sorted_probs) > top_p * cumulative[-1]
         drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
         probs = probs.masked_fill(drop, 0.0)
+    if min_p > 0.0:
+        probs = torch.where(probs >= min_p * probs.max(), probs, torch.zeros_like(probs))
     return int(torch.multinomial(probs / probs.sum(), 1, generator=generator).item())
 
 

@@ -35,6 +35,8 @@ class SamplingConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = -1
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
     max_new_tokens: int = 128
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
@@ -187,9 +189,11 @@ class Sequence:
             return self._with_input(self._finished({"type": "length", "length": 0}, [], [], [], ""))
         assert self.next_logits is not None, "sample() before prefill()"
         params = self.request.sampling
-        logp = sampling.log_probs(self.next_logits, params.temperature)
+        logits = sampling.penalize_repetition(self.next_logits, self.output_ids, params.repetition_penalty)
+        logp = sampling.log_probs(logits, params.temperature)
         token = sampling.choose_token(
-            logp, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, generator=self.generator
+            logp, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, min_p=params.min_p,
+            generator=self.generator,
         )
         token_logprob = float(logp[token])
         top = [sampling.top_pairs(logp, self.request.top_logprobs_num)] if self.request.top_logprobs_num > 0 else []

@@ -169,6 +169,7 @@ async def model_info(request: web.Request) -> web.Response:
             "is_generation": True,
             "preferred_sampling_params": None,
             "weight_version": str(runtime.weight_version),
+            "context_length": runtime.context_length,
         }
     )
 

@@ -29,7 +29,7 @@ _TOP_FIELDS = {
     "return_text_in_logprobs",
 }
 _SAMPLING_FIELDS = {
-    "temperature", "top_p", "top_k", "max_new_tokens", "stop", "stop_token_ids", "ignore_eos",
+    "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "stop", "stop_token_ids", "ignore_eos",
     "skip_special_tokens", "no_stop_trim", "sampling_seed",
 }
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -90,6 +90,12 @@ def parse_sampling(raw: Any) -> SamplingConfig:
         raise RequestError("top_p must be in (0, 1]", param="top_p")
     if top_k < 1 and top_k != -1:
         raise RequestError("top_k must be -1 (disabled) or at least 1", param="top_k")
+    min_p = _float(raw, "min_p", 0.0)
+    if not 0 <= min_p <= 1:
+        raise RequestError("min_p must be in [0, 1]", param="min_p")
+    repetition_penalty = _float(raw, "repetition_penalty", 1.0)
+    if not 0 < repetition_penalty <= 2:
+        raise RequestError("repetition_penalty must be in (0, 2]", param="repetition_penalty")
     if max_new < 0:
         raise RequestError("max_new_tokens must be non-negative", param="max_new_tokens")
     stop = raw.get("stop") or ()
@@ -97,7 +103,8 @@ def parse_sampling(raw: Any) -> SamplingConfig:
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
         raise RequestError("'stop' must be a non-empty string or a list of them", param="stop")
     return SamplingConfig(
-        temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new, stop=tuple(stop),
+        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty,
+        max_new_tokens=max_new, stop=tuple(stop),
         stop_token_ids=_int_list(raw.get("stop_token_ids") or [], "stop_token_ids"),
         ignore_eos=_bool(raw, "ignore_eos", False),
         skip_special_tokens=_bool(raw, "skip_special_tokens", True),

@@ -18,20 +18,30 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from slime_openclaw.config import GatewayConfig
 from slime_openclaw.engine.protocol import Engine
-from slime_openclaw.errors import NotFoundError, OpenClawError, OverloadedError, RequestError
+from slime_openclaw.errors import EngineError, NotFoundError, OpenClawError, OverloadedError, RequestError
+from slime_openclaw.gateway.admission import (
+    CLIENT_CLOSED,
+    ClientGone,
+    check_host,
+    check_json_content_type,
+    read_body,
+)
 from slime_openclaw.gateway.auth import check_bearer
 from slime_openclaw.gateway.chat import ChatService, ChatSettings
 from slime_openclaw.gateway.codec import ChatCodec
+from slime_openclaw.gateway.logs import redact_server_logs
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.outcomes import record_outcome
 from slime_openclaw.gateway.recording import TurnBook, turn_context
+from slime_openclaw.gateway.runner import GatewayRunner
 from slime_openclaw.gateway.sessions import SessionTable
-from slime_openclaw.gateway.wire import parse_chat_request, parse_json_body
+from slime_openclaw.gateway.wire import ChatRequest, parse_chat_request, parse_json_body
 from slime_openclaw.journal.base import OutcomeStore, TurnRecorder
 
 log = logging.getLogger(__name__)
@@ -39,29 +49,54 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_KEYS = GatewayConfig()
+"""The defaults of the ``openclaw_gateway_*`` keys: the one source of every default below."""
+
+
 @dataclass(frozen=True)
-class GatewayConfig:
-    """Everything about the gateway that is a setting rather than a dependency."""
+class GatewaySettings:
+    """The app's settings: the ``openclaw_gateway_*`` section (``config.GatewayConfig``) as
+    the app reads it, plus what the process wiring resolves (served model name, the key
+    itself, chat limits). Build it with ``from_config``; defaults are the section's."""
 
     served_model_name: str
     """The one model name clients may ask for (``/v1/models`` lists it)."""
     api_key: str | None = None
     """When set, every endpoint but ``/healthz`` requires ``Authorization: Bearer <key>``."""
-    max_concurrency: int = 256
+    max_concurrency: int = _KEYS.max_inflight
     """Chat completions in flight at most; more get 429."""
     retry_after: float = 1.0
     """Seconds suggested in ``Retry-After`` on 429."""
-    max_body_bytes: int = 8 * 1024 * 1024
-    """Larger request bodies get 413."""
-    session_ttl: float = 1800.0
+    max_body_bytes: int = _KEYS.max_body_bytes
+    """Larger request bodies get 413 (0: derived from the context, see ``body_limit``)."""
+    session_ttl: float = _KEYS.session_ttl_s
     """Idle seconds after which a session ends."""
-    max_sessions: int = 10_000
+    max_sessions: int = _KEYS.max_sessions
     """Open sessions at most (least recently active ends first)."""
     check_token_continuity: bool = False
     """Also require token-level continuity for a next state (see gateway/sessions.py)."""
     health_timeout: float = 2.0
     """Seconds ``/healthz`` waits for the engine."""
+    host: str = _KEYS.host
+    """The address the gateway is bound to (a ``Host`` naming it is always accepted)."""
+    allowed_hosts: tuple[str, ...] = _KEYS.allowed_hosts
+    """Further ``Host`` names accepted (``*``: any); see gateway/admission.py."""
+    body_timeout: float = _KEYS.body_timeout_s
+    """Seconds a request body may take to arrive (408 after)."""
+    idle_timeout: float = _KEYS.idle_timeout_s
+    """Seconds a connection may wait without a complete request header (new or kept alive)."""
     chat: ChatSettings = field(default_factory=ChatSettings)
+
+    @classmethod
+    def from_config(cls, section: GatewayConfig, *, served_model_name: str | None = None,
+                    api_key: str | None = None, **extra: Any) -> GatewaySettings:
+        """The settings of an ``openclaw_gateway_*`` section (``api_key``: the resolved key;
+        ``extra``: the fields no key sets, e.g. ``chat``)."""
+        return cls(served_model_name=served_model_name or section.model_name, api_key=api_key or None,
+                   max_concurrency=section.max_inflight, max_body_bytes=section.max_body_bytes,
+                   session_ttl=section.session_ttl_s, max_sessions=section.max_sessions, host=section.host,
+                   allowed_hosts=section.allowed_hosts, body_timeout=section.body_timeout_s,
+                   idle_timeout=section.idle_timeout_s, **extra)
 
 
 @dataclass
@@ -71,7 +106,7 @@ class GatewayDeps:
     engine: Engine
     recorder: TurnRecorder
     codec: ChatCodec
-    config: GatewayConfig
+    config: GatewaySettings
     clock: Callable[[], float] = time.time
     """Wall clock (turn timestamps, session TTLs)."""
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
@@ -82,6 +117,26 @@ class GatewayDeps:
 
 
 GATEWAY_KEY = web.AppKey("gateway", object)
+LINGER_S = 1.0
+OFFLOAD_BYTES = 32 * 1024
+"""Bodies this large are parsed, rendered and tokenized in a thread, off the event loop."""
+OFFLOAD_THREADS = 2
+DEFAULT_BODY_BYTES = 8 * 1024 * 1024
+"""The body limit when neither it nor the model's context is known."""
+_T = TypeVar("_T")
+
+
+def body_limit(config: GatewaySettings) -> int:
+    """``max_body_bytes``, else 1 MiB plus 32 bytes per context token (a prompt that fits the
+    context fits with room for JSON escapes and tools), else ``DEFAULT_BODY_BYTES``."""
+    if config.max_body_bytes:
+        return config.max_body_bytes
+    context = config.chat.max_context_tokens
+    return (1 << 20) + 32 * context if context else DEFAULT_BODY_BYTES
+
+
+def _parse(raw: bytes) -> ChatRequest:
+    return parse_chat_request(parse_json_body(raw))
 
 
 @dataclass
@@ -90,9 +145,10 @@ class _Gateway:
     service: ChatService
     book: TurnBook
     started: int = field(default_factory=lambda: int(time.time()))
+    offload: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(OFFLOAD_THREADS))
 
     @property
-    def config(self) -> GatewayConfig:
+    def config(self) -> GatewaySettings:
         return self.deps.config
 
     @property
@@ -101,7 +157,10 @@ class _Gateway:
 
     async def chat_completions(self, http: web.Request) -> web.StreamResponse:
         started = time.monotonic()
-        request = parse_chat_request(parse_json_body(await http.read()))
+        check_json_content_type(http)
+        raw = await read_body(http, max_bytes=body_limit(self.config), timeout_s=self.config.body_timeout)
+        large = len(raw) >= OFFLOAD_BYTES
+        request = await self._off_loop(_parse, raw) if large else _parse(raw)
         if request.model != self.config.served_model_name:
             raise NotFoundError(f"model '{request.model}' does not exist; this gateway serves "
                                 f"'{self.config.served_model_name}'", param="model")
@@ -111,11 +170,19 @@ class _Gateway:
             raise OverloadedError("too many requests in flight; retry shortly", retry_after=self.config.retry_after)
         self.metrics.in_flight += 1
         try:
-            exchange = self.service.prepare(request, context, started)
+            if large:
+                exchange = await self._off_loop(self.service.prepare, request, context, started)
+            else:
+                exchange = self.service.prepare(request, context, started)
             return await self.service.complete(http, exchange)
         finally:
             self.metrics.in_flight -= 1
             self.metrics.latency.observe(time.monotonic() - started)
+
+    async def _off_loop(self, work: Callable[..., _T], *args: Any) -> _T:
+        """Run CPU work of a large request in a thread (at most ``OFFLOAD_THREADS`` at once)."""
+        async with self.offload:
+            return await asyncio.to_thread(work, *args)
 
     async def models(self, http: web.Request) -> web.StreamResponse:
         return web.json_response({"object": "list", "data": [self._model_card()]})
@@ -181,27 +248,44 @@ def _endpoint(http: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+_CLOSING_CODES = frozenset({"invalid_body", "request_timeout", "request_too_large"})
+
+
 def _error_response(error: OpenClawError) -> web.Response:
     headers = {}
     retry_after = getattr(error, "retry_after", None)  # 429 overloaded, 503 unavailable
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
-    return web.json_response(error.to_openai(), status=error.status, headers=headers)
+    response = web.json_response(error.to_openai(), status=error.status, headers=headers)
+    if error.code in _CLOSING_CODES:  # the rest of that body cannot be read: end the connection
+        response.force_close()
+    return response
+
+
+def _admit(http: web.Request, config: GatewaySettings) -> None:
+    """Host and key checks of every request (``/healthz`` needs neither)."""
+    if http.path == "/healthz":
+        return
+    if config.allowed_hosts or not config.api_key:  # with a key and no list, the key is the guard
+        check_host(http.headers.get("Host"), config.host, config.allowed_hosts)
+    check_bearer(http.headers.get("Authorization"), config.api_key)
 
 
 def _middleware(gateway: _Gateway) -> Any:
     @web.middleware
     async def middleware(http: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if http.path != "/healthz":
-                check_bearer(http.headers.get("Authorization"), gateway.config.api_key)
+            _admit(http, gateway.config)
             response = await handler(http)
+        except ClientGone:
+            gateway.metrics.requests[(_endpoint(http), CLIENT_CLOSED)] += 1
+            log.info("client left during the request on %s", http.path)
+            return web.Response(status=CLIENT_CLOSED)  # nobody reads it: the connection is gone
+        except EngineError as exc:
+            log.warning("engine error on %s %s: %s", http.method, http.path, exc.message)
+            response = _error_response(exc)
         except OpenClawError as exc:
             response = _error_response(exc)
-        except web.HTTPRequestEntityTooLarge:
-            response = _error_response(RequestError(
-                f"request body larger than {gateway.config.max_body_bytes} bytes", status=413,
-                code="request_too_large"))
         except web.HTTPException as exc:  # routing: unknown path, wrong method
             error = RequestError(f"{http.method} {http.path}: {exc.reason}", status=exc.status, code="not_found"
                                  if exc.status == 404 else "method_not_allowed")
@@ -217,9 +301,21 @@ def _middleware(gateway: _Gateway) -> Any:
     return middleware
 
 
+def make_runner(deps: GatewayDeps) -> web.AppRunner:
+    """A runner for the gateway app with its connection timeouts (no access log) and error
+    JSON for requests aiohttp cannot parse (gateway/runner.py).
+
+    aiohttp's keep-alive timer runs from a connection's start and after each response, so
+    it also ends connections whose request header never completes; after an error answer,
+    the rest of an unread body is drained for at most ``LINGER_S``."""
+    return GatewayRunner(make_app(deps), access_log=None, keepalive_timeout=deps.config.idle_timeout,
+                         lingering_time=LINGER_S)
+
+
 def make_app(deps: GatewayDeps) -> web.Application:
     """Build the gateway application from its dependencies."""
     config = deps.config
+    redact_server_logs()
     book = TurnBook(
         recorder=deps.recorder,
         sessions=SessionTable(ttl=config.session_ttl, max_sessions=config.max_sessions),
@@ -229,7 +325,7 @@ def make_app(deps: GatewayDeps) -> web.Application:
     )
     service = ChatService(deps.engine, deps.codec, book, deps.metrics, config.served_model_name, config.chat)
     gateway = _Gateway(deps, service, book)
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_middleware(gateway)])
+    app = web.Application(client_max_size=body_limit(config), middlewares=[_middleware(gateway)])
     app[GATEWAY_KEY] = gateway
     app.router.add_post("/v1/chat/completions", gateway.chat_completions)
     app.router.add_get("/v1/models", gateway.models)

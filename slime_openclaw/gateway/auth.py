@@ -37,5 +37,7 @@ def check_bearer(authorization: str | None, api_key: str | None) -> None:
     if not api_key:
         return
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+    # Header values arrive as UTF-8 with surrogate escapes: any byte compares, none raises.
+    presented = token.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, api_key.encode("utf-8", "surrogateescape")):
         raise AuthenticationError("invalid or missing API key (send Authorization: Bearer <key>)")

@@ -88,16 +88,18 @@ class ChatService:
 
     def prepare(self, request: ChatRequest, context: TurnContext, started: float) -> _Exchange:
         """Render the prompt and set up generation (raises ``RequestError`` for bad input)."""
-        prompt_ids = tuple(self.codec.render_ids(request.messages, request.render_tools))
+        self._check_length_bound(request)
+        prompt_ids = tuple(self.codec.render_ids(request.messages, request.render_tools,
+                                                 template_kwargs=dict(request.template_kwargs)))
         budget = request.max_tokens or self.settings.default_max_tokens
         limit = self.settings.max_context_tokens
         if limit is not None:
             if len(prompt_ids) >= limit:
-                raise RequestError(f"the prompt has {len(prompt_ids)} tokens; this model's context is {limit}",
-                                   code="context_length_exceeded", param="messages")
+                raise context_exceeded(limit, len(prompt_ids), request.max_tokens)
             budget = min(budget, limit - len(prompt_ids))
         sampling = SamplingParams(
-            temperature=request.temperature, top_p=request.top_p, max_new_tokens=budget, stop=request.stop,
+            temperature=request.temperature, top_p=request.top_p, top_k=request.top_k, min_p=request.min_p,
+            repetition_penalty=request.repetition_penalty, max_new_tokens=budget, stop=request.stop,
             stop_token_ids=self.codec.stop_token_ids, skip_special_tokens=False, no_stop_trim=True,
             sampling_seed=request.seed,
         )
@@ -109,6 +111,20 @@ class ChatService:
         return _Exchange(request, context, cid, created, started, prompt_ids, generation,
                          self.codec.new_parser(prompt_ids), R.StopTrimmer(request.stop),
                          R.ChunkEncoder(cid=cid, created=created, model=self.model_name))
+
+    def _check_length_bound(self, request: ChatRequest) -> None:
+        """Refuse, before tokenizing, a prompt whose characters alone prove it over the context.
+
+        No token covers more than ``codec.max_token_chars`` characters, so a prompt holding
+        ``n`` characters of message text has at least ``n / max_token_chars`` tokens."""
+        limit = self.settings.max_context_tokens
+        if limit is None:
+            return
+        chars = sum(len(m["content"].strip()) for m in request.messages
+                    if m["role"] != "assistant" and isinstance(m.get("content"), str))
+        at_least = -(-chars // max(1, self.codec.max_token_chars))
+        if at_least >= limit:
+            raise context_exceeded(limit, at_least, request.max_tokens, lower_bound=True)
 
     async def complete(self, http: web.Request, ex: _Exchange) -> web.StreamResponse:
         """Serve the exchange (streamed or not) and record it."""
@@ -254,6 +270,20 @@ class ChatService:
 
     def _count_resume(self) -> None:
         self.metrics.resumes += 1
+
+
+def context_exceeded(limit: int, prompt_tokens: int, max_tokens: int | None, *,
+                     lower_bound: bool = False) -> RequestError:
+    """OpenAI's ``context_length_exceeded`` error (``lower_bound``: the prompt was not
+    tokenized; it has at least ``prompt_tokens`` tokens)."""
+    completion = max_tokens or 0
+    least = "at least " if lower_bound else ""
+    return RequestError(
+        f"This model's maximum context length is {limit} tokens. However, you requested {least}"
+        f"{prompt_tokens + completion} tokens ({least}{prompt_tokens} in the messages, {completion} in the completion). "
+        "Please reduce the length of the messages or completion.",
+        code="context_length_exceeded", param="messages",
+    )
 
 
 async def _guard(tokens: AsyncIterator[tuple[int, ...]]) -> AsyncGenerator[tuple[int, ...], None]:

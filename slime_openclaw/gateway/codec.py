@@ -9,7 +9,7 @@ tests may put any faithful stand-in here. Nothing in this module touches a token
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,9 +77,17 @@ class ChatCodec(Protocol):
 
     stop_token_ids: tuple[int, ...]
     """Ids that end an assistant turn (sent to the engine as ``stop_token_ids``)."""
+    max_token_chars: int
+    """No token covers more characters of text than this (bounds a prompt's tokens from
+    its characters before it is tokenized)."""
 
-    def render_ids(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> list[int]:
-        """Prompt ids with the generation prompt; ``RequestError`` when unrenderable."""
+    def render_ids(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]], *,
+                   template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+        """Prompt ids with the generation prompt; ``RequestError`` when unrenderable.
+
+        ``template_kwargs`` (``chat_template_kwargs``, ``reasoning_effort``) are variables
+        offered to the chat template; a codec passes on those its template reads and
+        ignores the rest."""
         ...
 
     def new_parser(self, prompt_ids: Sequence[int]) -> StreamParser:

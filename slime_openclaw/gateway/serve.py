@@ -15,7 +15,8 @@ Either way the gateway needs the model's tokenizer to render prompts and parse r
 ``--method {binary,opd,combine,none}`` overrides ``openclaw_method``. With a method (given,
 or from ``--config``) the signal workers run beside the gateway on the same journal and turn
 observed turns into training samples; ``none`` (the default without ``--config``) records
-only. Gateway settings come from the flags. ``--journal`` defaults to ``openclaw_journal_path``,
+only. Gateway settings are the ``openclaw_gateway_*`` keys of ``--config`` (else their
+defaults) with the flags given applied on top. ``--journal`` defaults to ``openclaw_journal_path``,
 else the user data directory. The wiring is slime_openclaw/live.py.
 
 Binding beyond loopback requires ``--api-key``. This module reads only its arguments; the
@@ -32,19 +33,19 @@ import logging
 import secrets
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from slime_openclaw.config import GatewayConfig, OpenClawConfig
 from slime_openclaw.engine.child import EngineChild
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.errors import ConfigError, EngineError
-from slime_openclaw.gateway.app import GatewayConfig
+from slime_openclaw.gateway.app import GatewaySettings
 from slime_openclaw.gateway.auth import check_bind
 from slime_openclaw.gateway.chat import ChatSettings
 from slime_openclaw.gateway.supervisor import EngineSupervisor
-
-if TYPE_CHECKING:
-    from slime_openclaw.config import OpenClawConfig
+from slime_openclaw.gateway.tokenizer_codec import model_context_length
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("binary", "opd", "combine", "none"),
                         help="training signals to compute: binary, opd, combine, or none to record only "
                              "(default: openclaw_method with --config, else none)")
-    parser.add_argument("--max-concurrency", type=int, default=256,
-                        help="chat completions in flight at most; more get 429 (default 256)")
-    parser.add_argument("--session-ttl", type=float, default=1800.0, help="idle seconds before a session ends")
-    parser.add_argument("--max-sessions", type=int, default=10_000, help="open sessions at most (default 10000)")
+    defaults = GatewayConfig()  # every flag below defaults to its openclaw_gateway_* key (--config, else this)
+    parser.add_argument("--max-concurrency", type=int,
+                        help=f"chat completions in flight at most; more get 429 (default {defaults.max_inflight})")
+    parser.add_argument("--session-ttl", type=float,
+                        help=f"idle seconds before a session ends (default {defaults.session_ttl_s:g})")
+    parser.add_argument("--max-sessions", type=int, help=f"open sessions at most (default {defaults.max_sessions})")
+    parser.add_argument("--allowed-host", action="append", dest="allowed_host", metavar="NAME",
+                        help="a Host name accepted besides loopback names and --host (repeatable; '*': any)")
+    parser.add_argument("--max-body-bytes", type=int,
+                        help="larger request bodies get 413 (default: 1 MiB + 32 bytes per context token)")
+    parser.add_argument("--body-timeout", type=float,
+                        help=f"seconds a request body may take to arrive (default {defaults.body_timeout_s:g})")
+    parser.add_argument("--idle-timeout", type=float,
+                        help="seconds a connection may stay without a complete request header "
+                             f"(default {defaults.idle_timeout_s:g})")
     parser.add_argument("--default-max-tokens", type=int, default=1024, help="completion budget when none is given")
-    parser.add_argument("--max-context-tokens", type=int, help="prompt + completion limit (default: unchecked)")
+    parser.add_argument("--max-context-tokens", type=int,
+                        help="prompt + completion limit (default: the model's max_position_embeddings, "
+                             "else the engine's context_length, else unchecked)")
     parser.add_argument("--strict-token-continuity", action="store_true",
                         help="also require each prompt to start with the previous prompt and response tokens "
                              "(off by default: templates that trim or drop reasoning never continue token for "
@@ -83,37 +97,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-max-running", type=int, default=16, help="embedded engine: concurrent requests")
 
 
-def build_config(args: argparse.Namespace, model_name: str) -> GatewayConfig:
-    """The gateway settings from the command line (validated)."""
-    for name in ("max_concurrency", "max_sessions", "default_max_tokens"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.session_ttl <= 0:
-        raise ConfigError("--session-ttl must be positive")
+_FLAG_KEYS = {"max_concurrency": "max_inflight", "session_ttl": "session_ttl_s", "max_sessions": "max_sessions",
+              "allowed_host": "allowed_hosts", "max_body_bytes": "max_body_bytes", "body_timeout": "body_timeout_s",
+              "idle_timeout": "idle_timeout_s"}
+"""Flag (argparse dest) -> the ``openclaw_gateway_*`` field it overrides."""
+
+
+def build_config(args: argparse.Namespace, model_name: str, context: int | None = None,
+                 section: GatewayConfig | None = None) -> GatewaySettings:
+    """The gateway settings: the ``openclaw_gateway_*`` section (``--config``, else the
+    defaults) with the flags given applied, validated; ``context``: the model's context in
+    tokens when known (``--max-context-tokens`` wins)."""
+    overrides: dict[str, Any] = {key: getattr(args, flag) for flag, key in _FLAG_KEYS.items()
+                                 if getattr(args, flag, None) is not None}
+    if "allowed_hosts" in overrides:
+        overrides["allowed_hosts"] = tuple(overrides["allowed_hosts"])
+    gateway = replace(section or GatewayConfig(), host=args.host, **overrides)
+    if args.default_max_tokens < 1:
+        raise ConfigError("--default-max-tokens must be at least 1")
+    try:
+        OpenClawConfig.from_mapping({f"openclaw_gateway_{k}": v for k, v in overrides.items()})
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} (from the flags: {', '.join('--' + f.replace('_', '-') for f in _FLAG_KEYS)})"
+                          ) from None
     check_bind(args.host, args.api_key)
-    return GatewayConfig(
-        served_model_name=args.served_model_name or model_name,
-        api_key=args.api_key,
-        max_concurrency=args.max_concurrency,
-        session_ttl=args.session_ttl,
-        max_sessions=args.max_sessions,
+    return GatewaySettings.from_config(
+        gateway, served_model_name=args.served_model_name or model_name, api_key=args.api_key,
         check_token_continuity=args.strict_token_continuity,
-        chat=ChatSettings(default_max_tokens=args.default_max_tokens, max_context_tokens=args.max_context_tokens),
+        chat=ChatSettings(default_max_tokens=args.default_max_tokens,
+                          max_context_tokens=args.max_context_tokens or context),
     )
 
 
-async def _tokenizer_dir(args: argparse.Namespace, engine: EngineClient, model: Path | None) -> Path:
+async def _engine_info(engine: EngineClient) -> tuple[dict, str]:
+    """The engine's ``/get_model_info`` (empty when it does not answer) and why not."""
+    try:
+        return await engine.model_info(), ""
+    except EngineError as exc:
+        return {}, exc.message
+
+
+def _tokenizer_dir(args: argparse.Namespace, info: dict, why: str, model: Path | None) -> Path:
     if args.tokenizer:
         if not Path(args.tokenizer).is_dir():
             raise ConfigError(f"--tokenizer {args.tokenizer} is not a directory")
         return Path(args.tokenizer)
     if model is not None:
         return model
-    try:
-        info = await engine.model_info()
-    except EngineError as exc:
-        raise ConfigError(f"pass --tokenizer DIR (the engine did not say where its tokenizer is: {exc.message})") from None
-    path = info.get("tokenizer_path") if isinstance(info, dict) else None
+    if why:
+        raise ConfigError(f"pass --tokenizer DIR (the engine did not say where its tokenizer is: {why})")
+    path = info.get("tokenizer_path")
     if not path or not Path(path).is_dir():
         raise ConfigError("pass --tokenizer DIR: the engine's tokenizer_path is not a directory on this machine")
     return Path(path)
@@ -121,8 +154,6 @@ async def _tokenizer_dir(args: argparse.Namespace, engine: EngineClient, model: 
 
 def openclaw_config(args: argparse.Namespace) -> tuple[OpenClawConfig, bool]:
     """The ``openclaw_*`` config of ``--config`` with ``--method`` applied, and whether to record only."""
-    from slime_openclaw.config import OpenClawConfig
-
     values = {}
     if getattr(args, "config", None):
         values = OpenClawConfig.from_file(args.config).to_mapping()
@@ -141,10 +172,12 @@ async def serving(args: argparse.Namespace, engine_url: str, model: Path | None,
     openclaw, record_only = openclaw_config(args)
     engine = EngineClient(engine_url, api_key=args.engine_api_key)
     try:
-        tokenizer_dir = await _tokenizer_dir(args, engine, model)
+        info, why = await _engine_info(engine)
     finally:
         await engine.aclose()
-    config = build_config(args, (model or tokenizer_dir).name)
+    tokenizer_dir = _tokenizer_dir(args, info, why, model)
+    context = args.max_context_tokens or model_context_length(model or tokenizer_dir, info)
+    config = build_config(args, (model or tokenizer_dir).name, context, openclaw.gateway)
     async with live_service(openclaw, engine_url=engine_url, tokenizer_dir=tokenizer_dir, gateway=config,
                             host=args.host, port=args.port, journal_location=args.journal,
                             record_only=record_only, engine_api_key=args.engine_api_key,

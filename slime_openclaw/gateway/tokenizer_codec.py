@@ -9,8 +9,10 @@ whitespace, stop tokens) are the parser's; this module adds none.
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from slime_openclaw.chat.parsing import (
@@ -49,6 +51,28 @@ class _Parser:
         return self._parser.finish().to_openai()
 
 
+def model_context_length(path: str | os.PathLike[str], engine_info: Mapping[str, Any] | None = None) -> int | None:
+    """The model's context in tokens: ``max_position_embeddings`` of ``path/config.json``,
+    else what the engine's ``/get_model_info`` says (``context_length``); None if neither."""
+    candidates: list[Any] = []
+    config = Path(path) / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        if isinstance(data, dict):
+            text_config = data.get("text_config")
+            candidates += [data.get("max_position_embeddings"),
+                           text_config.get("max_position_embeddings") if isinstance(text_config, dict) else None]
+    info = engine_info or {}
+    candidates += [info.get("context_length"), info.get("max_context_length")]
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 class TokenizerCodec:
     """Renders prompts and parses responses with one model's tokenizer and chat template."""
 
@@ -56,6 +80,9 @@ class TokenizerCodec:
         self.tokenizer = tokenizer
         self.renderer = ChatRenderer(tokenizer)
         self.stop_token_ids: tuple[int, ...] = tuple(self.renderer.stop_token_ids)
+        # A token's vocabulary string has at least as many characters as the text it covers
+        # (byte-level: one character per byte), so its length bounds the text.
+        self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1)
         self._decode = text_decoder(tokenizer)
         self._texts = token_texts(tokenizer)
         self.token_text = functools.lru_cache(maxsize=65536)(self._token_text)
@@ -71,8 +98,9 @@ class TokenizerCodec:
             raise ConfigError(f"cannot load a tokenizer from {path}: {exc}") from exc
         return cls(tokenizer)
 
-    def render_ids(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> list[int]:
-        return self.renderer.render_ids(list(messages), tools=list(tools) or None)
+    def render_ids(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]], *,
+                   template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+        return self.renderer.render_ids(list(messages), tools=list(tools) or None, variables=template_kwargs)
 
     def new_parser(self, prompt_ids: Sequence[int]) -> _Parser:
         reasoning = prompt_opens_reasoning(self.tokenizer, prompt_ids, decode=self._decode)

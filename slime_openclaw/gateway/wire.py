@@ -2,9 +2,13 @@
 
 Every field the gateway honours is checked for type and range here; fields that would
 break token-exact recording or that the gateway cannot honour (``n > 1``, ``logit_bias``,
-``top_logprobs``, penalties, non-text ``response_format``, forced
-``tool_choice``, image parts, unknown fields) are refused with a ``RequestError`` naming
-the parameter, never dropped silently. Messages are normalized once (text parts joined,
+``top_logprobs``, presence/frequency penalties, non-text ``response_format``, forced
+``tool_choice``, audio output, image parts, unknown fields) are refused with a
+``RequestError`` naming the parameter, never dropped silently. Fields that change nothing
+that is generated (``store``, ``verbosity``, ``safety_identifier``, ...: ``IGNORED_FIELDS``)
+are accepted and ignored; the README's parameter policy table lists every field. The body
+is one JSON object nested at most ``MAX_JSON_DEPTH`` deep (deeper tool schemas would crash
+the template's JSON encoder). Messages are normalized once (text parts joined,
 ``developer`` rendered as ``system``, tool-call arguments kept as JSON strings) so that
 the renderer, the session matcher and the recorder all see the same thing.
 
@@ -27,16 +31,24 @@ from slime_openclaw.types import Message
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_STOP_SEQUENCES = 4
 
-# Accepted and ignored on purpose: they change nothing the model sees or produces.
-_IGNORED_FIELDS = frozenset({"store", "service_tier", "parallel_tool_calls"})
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of objects and arrays a request body may have."""
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+IGNORED_FIELDS = frozenset({
+    "store", "service_tier", "parallel_tool_calls", "verbosity", "safety_identifier", "prediction",
+    "web_search_options",
+})
+"""Accepted and ignored on purpose: they change nothing the model sees or produces here."""
 _KNOWN_FIELDS = frozenset(
     {
-        "model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens",
-        "max_completion_tokens", "stop", "stream", "stream_options", "logprobs", "top_logprobs",
-        "n", "logit_bias", "response_format", "seed", "presence_penalty", "frequency_penalty",
-        "user", "metadata", "prompt_cache_key",
+        "model", "messages", "tools", "tool_choice", "temperature", "top_p", "top_k", "min_p",
+        "repetition_penalty", "max_tokens", "max_completion_tokens", "stop", "stream", "stream_options",
+        "logprobs", "top_logprobs", "n", "logit_bias", "response_format", "seed", "presence_penalty",
+        "frequency_penalty", "user", "metadata", "audio", "modalities", "reasoning_effort",
+        "chat_template_kwargs", "prompt_cache_key",
     }
-) | _IGNORED_FIELDS
+) | IGNORED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,15 @@ class ChatRequest:
     """``prompt_cache_key`` (OpenClaw sends its session id there): a session key, not sent to the engine."""
     seed: int | None = None
     """Sampling seed (sent to the engine as ``sampling_seed``): same seed, same answer."""
+    top_k: int = -1
+    """Sample among the k most likely tokens (-1: all)."""
+    min_p: float = 0.0
+    """Drop tokens less likely than ``min_p`` times the most likely one (0: off)."""
+    repetition_penalty: float = 1.0
+    """SGLang's repetition penalty on tokens already generated (1: off)."""
+    template_kwargs: tuple[tuple[str, Any], ...] = ()
+    """``chat_template_kwargs`` plus ``reasoning_effort``, offered to the chat template
+    (the codec passes on those its template uses)."""
 
     @property
     def render_tools(self) -> tuple[dict[str, Any], ...]:
@@ -82,6 +103,10 @@ class ChatRequest:
             "max_tokens": self.max_tokens,
             "stop": list(self.stop),
             "seed": self.seed,
+            "top_k": self.top_k,
+            "min_p": self.min_p,
+            "repetition_penalty": self.repetition_penalty,
+            **({"template_kwargs": dict(self.template_kwargs)} if self.template_kwargs else {}),
         }
 
 
@@ -93,7 +118,23 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         raise RequestError(f"request body is not valid JSON: {exc.__class__.__name__}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object", code="invalid_json")
+    if not _nesting_within(body, MAX_JSON_DEPTH):
+        raise RequestError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
     return body
+
+
+def _nesting_within(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` nest at most ``limit`` deep (iterative: no recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        children: list[Any] = []
+        for item in level:
+            values = item.values() if type(item) is dict else item
+            children.extend(v for v in values if type(v) is dict or type(v) is list)
+        if not children:
+            return True
+        level = children
+    return False
 
 
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
@@ -131,7 +172,33 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         metadata_session_id=_metadata_session_id(body.get("metadata")),
         prompt_cache_key=_optional_str(body, "prompt_cache_key"),
         seed=_parse_seed(body.get("seed")),
+        top_k=_parse_top_k(body.get("top_k")),
+        min_p=_number(body, "min_p", 0.0, low=0.0, high=1.0),
+        repetition_penalty=_number(body, "repetition_penalty", 1.0, low=0.0, high=2.0, low_open=True),
+        template_kwargs=_template_kwargs(body),
     )
+
+
+def _parse_top_k(raw: Any) -> int:
+    if raw is None:
+        return -1
+    if isinstance(raw, bool) or not isinstance(raw, int) or (raw < 1 and raw not in (0, -1)):
+        raise RequestError("'top_k' must be -1 or 0 (off) or a positive integer", param="top_k")
+    return raw if raw > 0 else -1
+
+
+def _template_kwargs(body: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    raw = body.get("chat_template_kwargs")
+    if raw is not None and not isinstance(raw, dict):
+        raise RequestError("'chat_template_kwargs' must be an object", param="chat_template_kwargs")
+    kwargs = dict(raw or {})
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in REASONING_EFFORTS:
+            raise RequestError(f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}",
+                               param="reasoning_effort")
+        kwargs.setdefault("reasoning_effort", effort)
+    return tuple(sorted(kwargs.items()))
 
 
 def _parse_seed(raw: Any) -> int | None:
@@ -158,6 +225,11 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     response_format = body.get("response_format")
     if response_format is not None and response_format != {"type": "text"}:
         raise RequestError("only response_format {\"type\": \"text\"} is supported", param="response_format")
+    if body.get("audio") is not None:
+        raise RequestError("audio output is not supported (send audio: null or leave it out)", param="audio")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise RequestError("only modalities [\"text\"] is supported", param="modalities")
 
 
 def _parse_messages(raw: Any) -> tuple[Message, ...]:
