@@ -48,7 +48,7 @@ async def test_bad_outcomes_get_openai_errors_and_change_nothing() -> None:
                            ({"score": 1, "details": []}, "details"), ({"score": 1, "reward": 2}, "reward")):
             status, body = await _post(http, url, bad)
             assert status == 400 and body["error"]["param"] == param, bad
-        async with http.post(url, data=b"{not json", headers=AUTH) as response:
+        async with http.post(url, data=b"{not json", headers={**AUTH, "Content-Type": "application/json"}) as response:
             assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_json"
         status, body = await _post(http, f"{api.base_url}sessions/nobody/outcome", {"score": 1.0})
         assert status == 404 and body["error"]["code"] == "session_not_found"

@@ -8,8 +8,8 @@ import argparse
 import openai
 import pytest
 
-from slime_openclaw.engine.child import embedded_engine
 from slime_openclaw.config import GatewayConfig, OpenClawConfig
+from slime_openclaw.engine.child import embedded_engine
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.gateway import serve
 from slime_openclaw.gateway.app import body_limit

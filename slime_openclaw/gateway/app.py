@@ -197,7 +197,9 @@ class _Gateway:
                 "owned_by": "slime-openclaw"}
 
     async def session_outcome(self, http: web.Request) -> web.StreamResponse:
-        body = parse_json_body(await http.read())
+        check_json_content_type(http)  # a write like the chat route: no cross-site form posts
+        body = parse_json_body(await read_body(http, max_bytes=body_limit(self.config),
+                                               timeout_s=self.config.body_timeout))
         return web.json_response(await record_outcome(
             http.match_info["session"], body, self.deps.outcomes, self.deps.recorder, self.book.flush))
 

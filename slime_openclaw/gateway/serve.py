@@ -170,11 +170,16 @@ async def serving(args: argparse.Namespace, engine_url: str, model: Path | None,
     from slime_openclaw.live import live_service
 
     openclaw, record_only = openclaw_config(args)
-    engine = EngineClient(engine_url, api_key=args.engine_api_key)
-    try:
-        info, why = await _engine_info(engine)
-    finally:
-        await engine.aclose()
+    local = Path(args.tokenizer) if args.tokenizer else model
+    info: dict = {}
+    why = ""
+    # The engine is asked only for what the directories here do not say (its tokenizer, the context).
+    if local is None or not (args.max_context_tokens or model_context_length(local)):
+        engine = EngineClient(engine_url, api_key=args.engine_api_key)
+        try:
+            info, why = await _engine_info(engine)
+        finally:
+            await engine.aclose()
     tokenizer_dir = _tokenizer_dir(args, info, why, model)
     context = args.max_context_tokens or model_context_length(model or tokenizer_dir, info)
     config = build_config(args, (model or tokenizer_dir).name, context, openclaw.gateway)
