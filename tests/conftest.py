@@ -14,6 +14,13 @@ def _slime_importable() -> bool:
         return False
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if _slime_importable():  # before any test module imports transformers (slime_parse_env.py says why)
+        from slime_parse_env import install_torchvision_stand_in
+
+        install_torchvision_stand_in()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _slime_importable():
         return

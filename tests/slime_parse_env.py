@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import types
 from typing import Any
@@ -60,12 +61,25 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__version__ = TORCHVISION_VERSION  # type: ignore[attr-defined]
 
 
+def install_torchvision_stand_in() -> bool:
+    """Put the stand-in on the import path unless a real torchvision is there; True if installed.
+    Must run before transformers first asks whether torchvision is available (conftest does)."""
+    if any(isinstance(f, _Finder) for f in sys.meta_path):
+        return True
+    try:
+        if importlib.util.find_spec("torchvision") is not None:
+            return False
+    except (ImportError, ValueError):
+        pass
+    sys.meta_path.insert(0, _Finder())
+    return True
+
+
 def import_slime_arguments() -> types.ModuleType:
     """``slime.utils.arguments``, imported with the torchvision stand-in on the path."""
     if "slime.utils.arguments" in sys.modules:
         return sys.modules["slime.utils.arguments"]
-    finder = _Finder()
-    sys.meta_path.insert(0, finder)
+    install_torchvision_stand_in()
     from transformers.utils import import_utils
 
     import_utils.is_torchvision_available.cache_clear()

@@ -65,7 +65,8 @@ def config_args(tmp_path, method: str = "combine", **extra: Any) -> argparse.Nam
         "openclaw_drain_poll_s": 0.0,
         **extra,
     }
-    return argparse.Namespace(custom_config_path=None, rollout_temperature=1.0, eps_clip=0.2, eps_clip_high=0.28, **values)
+    return argparse.Namespace(custom_config_path=None, rollout_temperature=1.0, eps_clip=0.2, eps_clip_high=0.28,
+                              disable_rewards_normalization=True, **values)
 
 
 def add_ready(journal: SqliteJournal, session: str, *, reward_value: float, teacher: bool, n: int = 3,

@@ -13,6 +13,7 @@ import asyncio
 import importlib.util
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,10 @@ def test_rollout_function_with_real_samples_and_args(tmp_path, contracts) -> Non
 
     journal_path = tmp_path / "journal.sqlite"
     with SqliteJournal(journal_path) as journal:
-        add_ready(journal, "a", reward_value=1.0, teacher=True)
-        add_ready(journal, "b-long", reward_value=-1.0, teacher=False)
+        # turns of this job: recorded after the runtime starts (earlier ones are an earlier job's)
+        later = time.time() + 3600
+        add_ready(journal, "a", reward_value=1.0, teacher=True, created_at=later)
+        add_ready(journal, "b-long", reward_value=-1.0, teacher=False, created_at=later)
     args = config_args(tmp_path)
     args.rollout_batch_size, args.n_samples_per_prompt = 2, 1
     # What slime sets up before calling us: its SGLang router (here the embedded engine,

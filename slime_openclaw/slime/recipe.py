@@ -26,12 +26,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from slime_openclaw.config import PREFIX, OpenClawConfig, parse_override
 from slime_openclaw.errors import ConfigError
+from slime_openclaw.slime import guards
 from slime_openclaw.slime.model_args import megatron_model_args, read_hf_config
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
 SECTIONS = ("description", "resources", "slime", "openclaw")
 RESOURCE_KEYS = {"actor_gpus": int, "rollout_gpus": int, "judge_gpus": int, "judge_model": str, "gpus_per_engine": int}
-ROLLOUT_FUNCTION = "slime_openclaw.slime.rollout.generate_rollout"
+ROLLOUT_FUNCTION = guards.PERSONAL_ROLLOUT
 REWARD_FUNCTION = "slime_openclaw.slime.reward.reward"
 RUN_RELATIVE_KEYS = ("openclaw_journal_path", "openclaw_teacher_topk_dir")
 SAVE_INTERVAL = 20
@@ -173,6 +174,7 @@ def compose(
         "sglang-config": str(sglang_path) if sglang_path else None,
     }
     base.update(flags)  # the recipe (and --set slime.*) may override any default above
+    guards.check(guards.settings_from_flags(base))
     resumed = resume_dir(base, explicit_load="load" in flags)
     if resumed is not None:
         base["load"] = str(resumed)  # slime resumes weights, optimizer and step; the HF dir stays the reference

@@ -31,7 +31,7 @@ from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError, JournalError
 from slime_openclaw.journal.base import JournalStats, TurnRecord
 from slime_openclaw.selection import SelectionRules, select
-from slime_openclaw.slime import topk_channel
+from slime_openclaw.slime import guards, topk_channel
 from slime_openclaw.slime.samples import (
     SampleLayout,
     TurnFacts,
@@ -227,14 +227,13 @@ _RUNTIME: LiveRollout | None = None
 
 
 def _start_runtime(args: Any) -> LiveRollout:
+    guards.check(vars(args))  # flags added by hand get the checks launch runs, before anything opens
     from slime.utils.types import Sample
 
     from slime_openclaw.slime.services import open_journal, start_services
 
     started = time.time()  # before the gateway serves this job's first turn
     config = OpenClawConfig.from_args(args)
-    if getattr(args, "n_samples_per_prompt", 1) != 1:
-        raise ConfigError("live traffic gives one sample per turn: run slime with --n-samples-per-prompt 1")
     journal = open_journal(config)
     services = start_services(config, args, journal)
     return LiveRollout(config, journal, Sample, int(args.rollout_batch_size), services=services,
