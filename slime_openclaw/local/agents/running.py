@@ -56,8 +56,11 @@ async def _engine_tokenizer(url: str) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def _served(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) -> AsyncIterator[str]:
-    """The gateway URL in front of the policy for ``eval`` (engine started here unless given)."""
+async def _served(args: argparse.Namespace, policy: Path | None, config: OpenClawConfig) -> AsyncIterator[str]:
+    """The gateway URL in front of the policy for ``eval`` (engine started here unless given).
+
+    ``policy`` is resolved before the event loop starts: preparing it runs its own loop.
+    """
     from slime_openclaw.engine.child import embedded_engine
     from slime_openclaw.live import live_service
 
@@ -66,7 +69,8 @@ async def _served(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfi
             engine_url = args.engine_url
             tokenizer = Path(args.model) if args.model else await _engine_tokenizer(engine_url)
         else:
-            tokenizer = policy_dir(args, spec)
+            assert policy is not None
+            tokenizer = policy
             engine_url = stack.enter_context(embedded_engine(tokenizer, max_running=16))
         async with live_service(config, engine_url=engine_url, tokenizer_dir=tokenizer, port=0,
                                 record_only=True) as service:
@@ -89,8 +93,10 @@ def run_eval(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) ->
     run_config = OpenClawConfig.from_mapping(values)
     settings = command.settings_from(args, spec, run_config, Path("."), [], chosen)
 
+    policy = None if args.engine_url else policy_dir(args, spec)
+
     async def go() -> dict[str, Any]:
-        async with _served(args, spec, run_config) as url:
+        async with _served(args, policy, run_config) as url:
             return await evaluate(url, settings, "eval", record=bool(args.journal))
 
     result = asyncio.run(go())
