@@ -10,7 +10,10 @@ import it the same way with the repository root on ``sys.path``.
 ``/health`` and ``/get_weight_version``. Its own latency is fixed and small, so what a benchmark measures
 through it is the caller's overhead. Fault injection: ``abort_next(after)`` ends the next
 request with ``abort`` after that many tokens and bumps the weight version, as SGLang does
-when slime pauses it to load weights.
+when slime pauses it to load weights. A scoring request (``max_new_tokens=0`` with
+``logprob_start_len >= 0``) gets input log-probs in SGLang's alignment (a ``None`` pad for
+the token at ``logprob_start_len``); ``abort_next`` aborts it with only half of them. Over
+HTTP, each request's ``X-SMG-Routing-Key`` header lands in its ``routing_key``.
 
 It is not a model: the answer to a prompt is ``script(input_ids)``, emitted in chunks.
 """
@@ -62,6 +65,8 @@ class ScriptedEngine:
         self._abort_after = after
 
     async def generate(self, request: GenerateRequest) -> GenerateOutput:
+        if request.sampling.max_new_tokens == 0 and request.logprob_start_len >= 0:
+            return await self._score(request)
         ids: list[int] = []
         lps: list[float] = []
         finish = FinishReason.STOP
@@ -99,6 +104,19 @@ class ScriptedEngine:
             yield GenerateDelta(tuple(piece), lps, version, finish if done else None, start)
             if done:
                 break
+
+    async def _score(self, request: GenerateRequest) -> GenerateOutput:
+        if self.log_requests:
+            self.requests.append(request)
+        await asyncio.sleep(self.delay)
+        ids, start = request.input_ids, request.logprob_start_len
+        values = (None, *(token_log_prob(p, ids[p]) for p in range(start + 1, len(ids))))
+        finish, version = FinishReason.LENGTH, self.weight
+        if self._abort_after is not None:
+            self._abort_after = None
+            values, finish = values[: len(values) // 2], FinishReason.ABORT
+            self.weight += 1
+        return GenerateOutput((), (), finish, version, len(ids), input_log_probs=values)
 
     def _answer(self, input_ids: tuple[int, ...]) -> list[int]:
         for prompt, full in reversed(self._recent):
@@ -150,14 +168,15 @@ async def _weight_version(http: web.Request) -> web.Response:
     return web.json_response({"weight_version": str(http.app[ENGINE_KEY].weight)})
 
 
-def _request_from_json(body: dict[str, Any]) -> GenerateRequest:
+def _request_from_json(body: dict[str, Any], routing_key: str | None = None) -> GenerateRequest:
     sp = body.get("sampling_params") or {}
     sampling = SamplingParams(
         temperature=float(sp.get("temperature", 1.0)), top_p=float(sp.get("top_p", 1.0)),
         max_new_tokens=int(sp.get("max_new_tokens", 128)), stop=tuple(sp.get("stop") or ()),
         stop_token_ids=tuple(sp.get("stop_token_ids") or ()),
     )
-    return GenerateRequest(input_ids=tuple(body["input_ids"]), sampling=sampling, rid=body.get("rid"))
+    return GenerateRequest(input_ids=tuple(body["input_ids"]), sampling=sampling, rid=body.get("rid"),
+                           logprob_start_len=int(body.get("logprob_start_len", -1)), routing_key=routing_key)
 
 
 def _meta(delta: GenerateDelta, completion_tokens: int) -> dict[str, Any]:
@@ -175,13 +194,16 @@ def _meta(delta: GenerateDelta, completion_tokens: int) -> dict[str, Any]:
 async def _generate(http: web.Request) -> web.StreamResponse:
     engine = http.app[ENGINE_KEY]
     body = await http.json()
-    request = _request_from_json(body)
+    request = _request_from_json(body, http.headers.get("X-SMG-Routing-Key"))
     if not body.get("stream"):
         out = await engine.generate(request)
         delta = GenerateDelta(out.output_ids, out.output_log_probs, out.weight_version, out.finish_reason,
                               out.prompt_tokens)
-        return web.json_response({"text": "", "output_ids": list(out.output_ids),
-                                  "meta_info": _meta(delta, len(out.output_ids))})
+        meta = _meta(delta, len(out.output_ids))
+        if request.logprob_start_len >= 0:
+            meta["input_token_logprobs"] = [[lp, request.input_ids[request.logprob_start_len + i], None]
+                                            for i, lp in enumerate(out.input_log_probs)]
+        return web.json_response({"text": "", "output_ids": list(out.output_ids), "meta_info": meta})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(http)
     total = 0

@@ -16,12 +16,20 @@ together (a reader that fell behind) become one delta, so a busy gateway does le
 per token. ``weight_version`` arrives as a string in SGLang
 (``"default"`` before any update, read as 0) and is returned as an int.
 
+Routing: a request's ``routing_key`` (its session) goes out as slime's ``X-SMG-Routing-Key``
+header, which the SGLang router's ``consistent_hashing`` (and ``manual``) policy uses to send
+every call of a session to the same engine (its prefix cache). A key that is not plain
+printable ASCII of at most 256 characters (a client chose it) is sent as its SHA-256 hex
+digest: as stable, and it cannot break the request's head.
+
 This module does not retry; retrying across a weight-update pause is the caller's policy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
@@ -32,6 +40,8 @@ from slime_openclaw.engine.protocol import GenerateDelta, GenerateOutput, Genera
 from slime_openclaw.errors import EngineError
 from slime_openclaw.types import FinishReason
 
+ROUTING_HEADER = "X-SMG-Routing-Key"
+_PLAIN_KEY = re.compile(r"[\x21-\x7e]{1,256}")
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
 
 
@@ -53,6 +63,15 @@ def parse_finish_reason(value: Any) -> FinishReason | None:
         return None
     kind = value.get("type") if isinstance(value, dict) else value
     return _FINISH.get(str(kind), FinishReason.ABORT)
+
+
+def routing_headers(key: str | None) -> dict[str, str] | None:
+    """The routing header for a session key (None: no header)."""
+    if not key:
+        return None
+    if not _PLAIN_KEY.fullmatch(key):
+        key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return {ROUTING_HEADER: key}
 
 
 def _values(entries: Any) -> list[Any]:
@@ -105,19 +124,21 @@ class EngineClient:
         if self._pool is not None:
             self._pool.close()
 
-    async def _send(self, method: str, path: str, body: Any, timeout: float | None) -> HttpResponse:
+    async def _send(self, method: str, path: str, body: Any, timeout: float | None,
+                    headers: dict[str, str] | None = None) -> HttpResponse:
         if self._pool is None:
             try:
                 self._pool = HttpPool(self.base_url, connect_timeout=self._connect_timeout, headers=self._headers)
             except ValueError as exc:
                 raise EngineError(f"bad engine URL: {exc}") from None
         data = None if body is None else orjson.dumps(body)
-        return await self._pool.request(method, path, data, read_timeout=timeout)
+        return await self._pool.request(method, path, data, read_timeout=timeout, headers=headers)
 
-    async def _request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> Any:
+    async def _request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None,
+                       headers: dict[str, str] | None = None) -> Any:
         """One non-streaming call; returns parsed JSON (or text when the answer is not JSON)."""
         try:
-            async with await self._send(method, path, body, timeout or self._request_timeout) as response:
+            async with await self._send(method, path, body, timeout or self._request_timeout, headers) as response:
                 raw = await response.read()
             _raise_for_status(response.status, response.reason, raw, path)
         except ConnectError as exc:
@@ -136,7 +157,8 @@ class EngineClient:
     # -- the Engine protocol ---------------------------------------------------------
     async def generate(self, request: GenerateRequest) -> GenerateOutput:
         """Generate (or score, with ``max_new_tokens=0``) and return the whole result."""
-        body = await self._request("POST", "/generate", request.to_json(stream=False))
+        body = await self._request("POST", "/generate", request.to_json(stream=False),
+                                   headers=routing_headers(request.routing_key))
         if not isinstance(body, dict) or "meta_info" not in body:
             raise EngineError("the engine returned an unexpected /generate body")
         meta = body["meta_info"]
@@ -162,7 +184,7 @@ class EngineClient:
         reader = _DeltaReader(len(request.input_ids))
         try:
             async with await self._send("POST", "/generate", request.to_json(stream=True),
-                                        self._request_timeout) as response:
+                                        self._request_timeout, routing_headers(request.routing_key)) as response:
                 if response.status != 200:
                     _raise_for_status(response.status, response.reason, await response.read(), "/generate")
                 body = response.chunks()

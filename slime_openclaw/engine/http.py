@@ -265,9 +265,13 @@ class HttpPool:
         self._background: set[asyncio.Task[None]] = set()
 
     async def request(self, method: str, path: str, body: bytes | None = None, *,
-                      read_timeout: float | None = None, content_type: str = "application/json") -> HttpResponse:
-        """Send a request; return once the response's head arrived."""
+                      read_timeout: float | None = None, content_type: str = "application/json",
+                      headers: Mapping[str, str] | None = None) -> HttpResponse:
+        """Send a request (``headers``: extra ones for this request only); return once the
+        response's head arrived."""
         head = f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode("latin-1") + self._fixed_headers
+        if headers:
+            head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
         if body is not None:
             head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n".encode("latin-1")
         message = head + b"\r\n" + (body or b"")

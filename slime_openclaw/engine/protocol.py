@@ -75,6 +75,9 @@ class GenerateRequest:
     top_logprobs_num: int = 0
     rid: str | None = None
     """Request id, usable with ``/abort_request``."""
+    routing_key: str | None = None
+    """The session this call belongs to: sent as the ``X-SMG-Routing-Key`` header (slime's key for
+    cache-affine routing through the SGLang router), never in the body; None: no header."""
 
     def to_json(self, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -129,6 +129,7 @@ class ChatService:
     async def complete(self, http: web.Request, ex: _Exchange) -> web.StreamResponse:
         """Serve the exchange (streamed or not) and record it."""
         assignment = self.book.open(ex.context, ex.request.messages, ex.prompt_ids) if ex.context.train else None
+        ex.generation.routing_key = assignment.session_id if assignment is not None else ex.context.session_id
         tokens = _guard(ex.generation.run())
         try:
             if ex.request.stream:

@@ -54,6 +54,8 @@ class ResumableGeneration:
     """Called once per resubmission (metrics)."""
     stream: bool = True
     """Stream each attempt (``Engine.stream``); False: one ``Engine.generate`` call per attempt."""
+    routing_key: str | None = None
+    """The session of the request, sent with every attempt (cache-affine routing)."""
 
     output_ids: list[int] = field(default_factory=list)
     log_probs: list[float] = field(default_factory=list)
@@ -81,6 +83,7 @@ class ResumableGeneration:
                 input_ids=self.prompt_ids + tuple(self.output_ids),
                 sampling=replace(self.sampling, max_new_tokens=remaining),
                 rid=f"{self.request_id}-{attempt}" if self.request_id else None,
+                routing_key=self.routing_key,
             )
             before = len(self.output_ids)
             finish = None

@@ -23,7 +23,7 @@ import aiohttp
 
 from slime_openclaw.engine.protocol import Engine, GenerateRequest, SamplingParams
 from slime_openclaw.errors import JudgeError
-from slime_openclaw.types import Message
+from slime_openclaw.types import FinishReason, Message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,6 +142,8 @@ class EngineTextGenerator:
         output = await self.engine.generate(
             GenerateRequest(input_ids=tuple(input_ids), sampling=params, return_logprob=False)
         )
+        if output.finish_reason is FinishReason.ABORT:  # a weight update cut the reply short: retry the vote
+            raise JudgeError("the engine aborted the vote (weight update)")
         return self.tokenizer.decode(list(output.output_ids), skip_special_tokens=True)
 
     async def aclose(self) -> None:

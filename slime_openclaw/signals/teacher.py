@@ -20,6 +20,15 @@ entries are exactly ``log p(response_ids[j] | teacher_prompt + response_ids[:j])
 either convention. Fewer entries, or a missing value inside the span, is an error; a test
 checks the alignment against the model's own forward pass through the embedded engine.
 
+Weight updates: when slime pauses the engine to load new weights, SGLang ends a scoring call
+with ``finish_reason: abort`` and the log-probs computed so far (too few). Such an answer is
+never aligned: the call is sent again, with a backoff (``ABORT_BACKOFF_S`` doubling up to
+``ABORT_MAX_BACKOFF_S``), until the engine scores it, as the gateway resumes aborted
+generation; an engine that keeps aborting for ``abort_stall_s`` makes the teacher unavailable
+(``JudgeUnavailable``: the turn is retried later, never dropped). The call carries the turn's
+session as its routing key (``X-SMG-Routing-Key``), so it reaches the engine that holds the
+session's prefix.
+
 Temperature: by default the turn's own sampling temperature (the student's log-prob
 convention of engine/protocol.py, so teacher and rollout log-probs are comparable); a fixed
 value may be configured. Which engine is the teacher (frozen reference or current policy)
@@ -28,8 +37,12 @@ is the caller's choice of ``engine``.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +50,13 @@ from slime_openclaw.engine.protocol import Engine, GenerateOutput, GenerateReque
 from slime_openclaw.errors import JudgeError
 from slime_openclaw.signals.judge import JudgeUnavailable
 from slime_openclaw.signals.judge_backends import ChatRendererLike, RetryPolicy, call_with_retries
-from slime_openclaw.types import Message, Turn
+from slime_openclaw.types import FinishReason, Message, Turn
+
+log = logging.getLogger(__name__)
+
+ABORT_BACKOFF_S = 0.05
+"""Wait before re-sending a scoring call the engine aborted; doubles each time."""
+ABORT_MAX_BACKOFF_S = 1.0
 
 HINT_MARKER = "[Hint learned from hindsight]"
 """The line that introduces a hint inside the teacher context."""
@@ -124,8 +143,15 @@ class TeacherScorer:
         top_k: int = 0,
         placement: HintPlacement = HintPlacement.USER_APPEND,
         policy: RetryPolicy | None = None,
+        abort_stall_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
+        self.abort_stall_s = abort_stall_s
+        """Seconds of aborted scoring calls (weight updates) after which the teacher is unavailable."""
+        self.clock = clock
+        self.aborts = 0
+        """Scoring calls the engine aborted and that were sent again."""
         self.renderer = renderer
         self.temperature = temperature
         self.top_k = top_k
@@ -154,6 +180,7 @@ class TeacherScorer:
             return_logprob=True,
             logprob_start_len=len(prompt_ids) - 1,
             top_logprobs_num=max(self.top_k, 0),
+            routing_key=turn.session_id,
         )
 
     async def score(self, turn: Turn, hint: str) -> TeacherResult:
@@ -165,15 +192,29 @@ class TeacherScorer:
         prompt_ids = self.teacher_prompt_ids(turn, hint)
         if not prompt_ids:
             raise JudgeError("the teacher context rendered to no tokens")
-        request = self.request(prompt_ids, turn)
-        outcome = await call_with_retries(lambda: self.engine.generate(request), self.policy)
-        if outcome.value is None:
-            raise JudgeUnavailable(f"teacher engine: {outcome.error}")
-        log_probs, ids, lps = align_teacher_output(outcome.value, len(turn.response_ids), self.top_k)
+        output = await self._scored(self.request(prompt_ids, turn))
+        log_probs, ids, lps = align_teacher_output(output, len(turn.response_ids), self.top_k)
         return TeacherResult(
             log_probs=log_probs,
             prompt_ids=tuple(prompt_ids),
             topk_ids=ids,
             topk_log_probs=lps,
-            weight_version=outcome.value.weight_version,
+            weight_version=output.weight_version,
         )
+
+    async def _scored(self, request: GenerateRequest) -> GenerateOutput:
+        """The engine's answer to ``request``, sent again while the engine aborts it."""
+        give_up = self.clock() + self.abort_stall_s
+        backoff = ABORT_BACKOFF_S
+        while True:
+            outcome = await call_with_retries(lambda: self.engine.generate(request), self.policy)
+            if outcome.value is None:
+                raise JudgeUnavailable(f"teacher engine: {outcome.error}")
+            if outcome.value.finish_reason is not FinishReason.ABORT:
+                return outcome.value
+            self.aborts += 1
+            if self.clock() >= give_up:
+                raise JudgeUnavailable(f"teacher engine aborted scoring for {self.abort_stall_s:.0f}s (weight updates)")
+            log.info("teacher scoring aborted by the engine (weight update); sending it again in %.2fs", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, ABORT_MAX_BACKOFF_S)
