@@ -61,10 +61,10 @@ Resolver = Callable[[str], str]
 """An engine reference from the config (``policy``, ``slime:NAME``, URL) -> its URL."""
 
 
-def gateway_settings(config: OpenClawConfig, served_model_name: str | None = None) -> GatewaySettings:
-    """The gateway app's settings from the ``openclaw_gateway_*`` keys."""
+def gateway_settings(config: OpenClawConfig, served_model_name: str | None = None, **extra: Any) -> GatewaySettings:
+    """The gateway app's settings from the ``openclaw_gateway_*`` keys (``extra``: fields no key sets)."""
     return GatewaySettings.from_config(config.gateway, served_model_name=served_model_name,
-                                       api_key=config.gateway_api_key())
+                                       api_key=config.gateway_api_key(), **extra)
 
 
 def default_resolver(engine_url: str) -> Resolver:

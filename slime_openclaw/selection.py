@@ -8,6 +8,11 @@ with the reason) and ``defer`` (give back for a later step):
 - skip a malformed sample (per-token arrays that do not line up), a token id outside the
   vocabulary (when the trainer's vocabulary size is known), a sample without the teacher
   signal its method needs (``opd``: teacher log-probs; ``opd_topk``: top-K rows);
+- skip a sample longer than the trainer is configured for: prompt plus response over
+  ``max_tokens`` (slime's ``--rollout-max-context-len``) or a response over
+  ``max_response_tokens`` (``--rollout-max-response-len``); the gateway caps trainable turns
+  at both, so only a turn recorded under other limits (or a prompt already over the
+  context) gets here;
 - skip a sample from an **earlier job**: its source turn was recorded before this job
   started (``job_started_at``). Weight versions restart at 0 in every slime job, so
   versions of two jobs never compare; such a sample's staleness is unknown. The embedded
@@ -45,6 +50,10 @@ class SelectionRules:
     vocab_size: int | None = None
     job_started_at: float = 0.0
     """Unix time this job started; samples of turns recorded before it are an earlier job's."""
+    max_tokens: int | None = None
+    """Prompt plus response at most (slime's ``--rollout-max-context-len``); None: unbounded."""
+    max_response_tokens: int | None = None
+    """Response at most (slime's ``--rollout-max-response-len``); None: unbounded."""
 
     @classmethod
     def for_method(cls, method: str, *, max_staleness: int | None, topk: bool, **extra: object) -> SelectionRules:
@@ -83,6 +92,12 @@ def unusable_reason(sample: TrainingSample, rules: SelectionRules) -> str | None
         return str(exc)
     if rules.vocab_size is not None and any(not 0 <= t < rules.vocab_size for t in sample.tokens):
         return "token id outside the vocabulary"
+    total = len(sample.prompt_ids) + len(sample.response_ids)
+    if rules.max_tokens is not None and total > rules.max_tokens:
+        return f"{total} tokens, over the context limit {rules.max_tokens} (--rollout-max-context-len)"
+    if rules.max_response_tokens is not None and len(sample.response_ids) > rules.max_response_tokens:
+        return (f"{len(sample.response_ids)} response tokens, over {rules.max_response_tokens} "
+                "(--rollout-max-response-len)")
     if rules.require_teacher and sample.teacher_log_probs is None:
         return "no teacher log-probs (method opd)"
     if rules.require_topk:

@@ -37,7 +37,7 @@ from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.recording import GeneratedTurn, TurnBook, TurnContext
 from slime_openclaw.gateway.sessions import Assignment
 from slime_openclaw.gateway.wire import ChatRequest
-from slime_openclaw.types import FinishReason, Message
+from slime_openclaw.types import FinishReason, Message, TurnType
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ class ChatSettings:
     """Completion budget when the request gives none."""
     max_context_tokens: int | None = None
     """Prompt plus completion at most (None: unchecked, the engine decides)."""
+    train_max_new_tokens: int | None = None
+    """Completion of a trainable turn at most (slime's ``--rollout-max-response-len``), whatever
+    the client asks; it sees ``finish_reason: length`` at the cap. None: no cap."""
+    train_max_context_tokens: int | None = None
+    """Prompt plus completion of a trainable turn at most (slime's ``--rollout-max-context-len``);
+    a prompt already over it is served (within the model's context) and not trained."""
     resume: ResumePolicy = field(default_factory=ResumePolicy)
 
 
@@ -97,6 +103,7 @@ class ChatService:
             if len(prompt_ids) >= limit:
                 raise context_exceeded(limit, len(prompt_ids), request.max_tokens)
             budget = min(budget, limit - len(prompt_ids))
+        budget = min(budget, self._train_budget(context, len(prompt_ids)) or budget)
         sampling = SamplingParams(
             temperature=request.temperature, top_p=request.top_p, top_k=request.top_k, min_p=request.min_p,
             repetition_penalty=request.repetition_penalty, max_new_tokens=budget, stop=request.stop,
@@ -111,6 +118,16 @@ class ChatService:
         return _Exchange(request, context, cid, created, started, prompt_ids, generation,
                          self.codec.new_parser(prompt_ids), R.StopTrimmer(request.stop),
                          R.ChunkEncoder(cid=cid, created=created, model=self.model_name))
+
+    def _train_budget(self, context: TurnContext, prompt_len: int) -> int | None:
+        """The completion budget the training limits leave a turn that may train (None: no cap)."""
+        if not context.train or context.turn_type is TurnType.SIDE:
+            return None
+        caps = [self.settings.train_max_new_tokens or 0]
+        context_cap = self.settings.train_max_context_tokens
+        if context_cap and prompt_len < context_cap:
+            caps.append(context_cap - prompt_len)
+        return min((c for c in caps if c > 0), default=None)
 
     def _check_length_bound(self, request: ChatRequest) -> None:
         """Refuse, before tokenizing, a prompt whose characters alone prove it over the context.

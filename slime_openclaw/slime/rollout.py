@@ -38,6 +38,7 @@ from slime_openclaw.slime.samples import (
     rollout_metrics,
     to_slime_sample,
 )
+from slime_openclaw.slime.services import TrainLimits
 from slime_openclaw.types import Method, TrainingSample
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class LiveRollout:
     sleep: Callable[[float], None] = time.sleep
     job_started_at: float = 0.0
     """When this slime job started: turns recorded before it are an earlier job's (0: no split)."""
+    limits: TrainLimits = field(default_factory=lambda: TrainLimits())
+    """slime's length limits: a longer sample is skipped, never handed to slime."""
     layout: SampleLayout = field(init=False)
     rules: SelectionRules = field(init=False)
     _facts_by_id: dict[str, TurnFacts] = field(default_factory=dict, init=False)
@@ -98,7 +101,9 @@ class LiveRollout:
 
     def __post_init__(self) -> None:
         self.layout = SampleLayout.from_config(self.config)
-        self.rules = selection_rules(self.config, job_started_at=self.job_started_at)
+        self.rules = selection_rules(self.config, job_started_at=self.job_started_at,
+                                     max_tokens=self.limits.max_context_tokens,
+                                     max_response_tokens=self.limits.max_response_tokens)
         if self.batch_size < 1:
             raise ConfigError(f"rollout_batch_size must be >= 1, got {self.batch_size}")
 
@@ -235,9 +240,10 @@ def _start_runtime(args: Any) -> LiveRollout:
     started = time.time()  # before the gateway serves this job's first turn
     config = OpenClawConfig.from_args(args)
     journal = open_journal(config)
-    services = start_services(config, args, journal)
+    limits = TrainLimits.from_args(args)
+    services = start_services(config, args, journal, limits)
     return LiveRollout(config, journal, Sample, int(args.rollout_batch_size), services=services,
-                       job_started_at=started)
+                       job_started_at=started, limits=limits)
 
 
 def runtime(args: Any) -> LiveRollout:

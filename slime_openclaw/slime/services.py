@@ -9,18 +9,40 @@ in by slime when it starts the routers), a URL is used as is.
 ``start_services`` starts the live service (slime_openclaw/live.py: gateway in front of the
 router, signal workers) in a background thread with its own event loop, on the journal the
 rollout function drains; ``close()`` on the returned object stops it. The chat template is
-the policy checkpoint's (``args.hf_checkpoint``). Nothing here imports slime.
+the policy checkpoint's (``args.hf_checkpoint``). Trainable turns are generated within slime's
+length limits (``TrainLimits``: ``--rollout-max-response-len``, also the budget of a request
+that names none, and ``--rollout-max-context-len``). Nothing here imports slime.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainLimits:
+    """The sample lengths slime is configured for (None: not bounded)."""
+
+    max_response_tokens: int | None = None
+    """``--rollout-max-response-len``."""
+    max_context_tokens: int | None = None
+    """``--rollout-max-context-len``: prompt plus response."""
+
+    @classmethod
+    def from_args(cls, args: Any) -> TrainLimits:
+        """The limits in slime's parsed arguments (absent or 0: not bounded)."""
+        def limit(name: str) -> int | None:
+            value = getattr(args, name, None)
+            return int(value) if value else None
+
+        return cls(limit("rollout_max_response_len"), limit("rollout_max_context_len"))
 
 
 def open_journal(config: OpenClawConfig) -> Any:
@@ -49,20 +71,27 @@ def resolve_endpoint(endpoint: str, args: Any) -> str:
     return endpoint.rstrip("/")
 
 
-def start_services(config: OpenClawConfig, args: Any, journal: Any) -> Any:
+def start_services(config: OpenClawConfig, args: Any, journal: Any, limits: TrainLimits | None = None) -> Any:
     """Start gateway and signal workers in this process on ``journal``; returns a ``LiveThread``
-    (``close()``, ``metrics()``), already listening."""
-    from slime_openclaw.live import LiveThread
+    (``close()``, ``metrics()``), already listening. Trainable turns are generated within
+    ``limits`` (default: those in ``args``)."""
+    from slime_openclaw.gateway.chat import ChatSettings
+    from slime_openclaw.live import LiveThread, gateway_settings
 
     tokenizer_dir = getattr(args, "hf_checkpoint", None)
     if not tokenizer_dir:
         raise ConfigError("the gateway needs the policy's chat template: slime's --hf-checkpoint is not set")
     policy = resolve_endpoint("policy", args)
+    limits = limits or TrainLimits.from_args(args)
+    chat = ChatSettings(default_max_tokens=limits.max_response_tokens or ChatSettings.default_max_tokens,
+                        train_max_new_tokens=limits.max_response_tokens,
+                        train_max_context_tokens=limits.max_context_tokens)
     live = LiveThread(
         config,
         engine_url=policy,
         tokenizer_dir=tokenizer_dir,
         journal=journal,
+        gateway=gateway_settings(config, chat=chat),
         resolve=lambda endpoint: resolve_endpoint(endpoint, args),
     )
     live.start()
