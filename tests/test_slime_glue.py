@@ -171,7 +171,7 @@ def test_topk_rows_reach_the_loss_through_file_and_stage(tmp_path) -> None:
     batch["advantages"] = [torch.zeros(3)]
     loss, metrics = hooks.policy_loss(args, batch, logits, make_sum_of_sample_mean([3], batch["loss_masks"]),
                                       backend=TorchBackend(), stage=stage)
-    assert metrics["topk_samples"] == 1 and metrics["topk_reverse_kl"] > 0
+    assert metrics["topk_frac"] == 1 and metrics["topk_reverse_kl"] > 0
     loss.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 

@@ -185,3 +185,88 @@ def test_custom_loss_through_slimes_loss_entry_on_cpu(tmp_path, megatron_cpu) ->
     loss.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
     assert isinstance(SlimeBackend().log_probs(logits.detach(), args, batch)[0], torch.Tensor)
+
+
+@pytest.fixture
+def cp_state(monkeypatch, megatron_cpu):
+    """Megatron's mpu reporting context-parallel rank ``state["rank"]`` of ``state["size"]``: one
+    process plays each CP rank in turn (slime's CP helpers read only these; DP is 1)."""
+    from megatron.core import mpu
+
+    state = {"rank": 0, "size": 1}
+    monkeypatch.setattr(mpu, "get_context_parallel_rank", lambda: state["rank"])
+    monkeypatch.setattr(mpu, "get_context_parallel_world_size", lambda: state["size"])
+    monkeypatch.setattr(mpu, "get_data_parallel_world_size",
+                        lambda with_context_parallel=False, **_: state["size"] if with_context_parallel else 1)
+    return state
+
+
+def test_zigzag_fake_equals_slimes_cp_slicing(cp_state) -> None:
+    from cp_fakes import zigzag_local
+    from slime.backends.megatron_utils.cp_utils import slice_log_prob_with_cp
+
+    for size in (2, 3):
+        for total in range(2, 20):
+            for response in range(1, total):
+                values = torch.arange(float(response))
+                for rank in range(size):
+                    cp_state.update(rank=rank, size=size)
+                    ours = zigzag_local(values, total, response, rank, size)
+                    assert torch.equal(slice_log_prob_with_cp(values, total, response), ours), (total, response, rank)
+
+
+def _cp_step(args, batch, logits, cp_state, size: int) -> tuple[dict[str, float], torch.Tensor]:
+    """slime's loss entry on every CP rank (its own slicing of logits and per-token data), then its
+    step reduction; returns the reduced metrics and sum over ranks of d(loss)/d(logits) / size."""
+    from slime.backends.megatron_utils.cp_utils import slice_log_prob_with_cp, slice_with_cp
+    from slime.backends.megatron_utils.loss import loss_function
+    from slime.observability.train_metric_utils import reduce_train_step_metrics
+
+    n = len(batch["total_lengths"])
+    logs, grad = [], torch.zeros_like(logits)
+    offsets = [0, *torch.tensor(batch["total_lengths"]).cumsum(0).tolist()]
+    for rank in range(size):
+        cp_state.update(rank=rank, size=size)
+        leaf = logits.detach().clone().requires_grad_()
+        local_logits = torch.cat([slice_with_cp(leaf[0, lo:hi], 0.0) for lo, hi in zip(offsets, offsets[1:], strict=False)])
+        local = dict(batch)
+        for key in ("advantages", "log_probs", "rollout_log_probs"):
+            local[key] = [slice_log_prob_with_cp(x, t, r) for x, t, r in
+                          zip(batch[key], batch["total_lengths"], batch["response_lengths"], strict=True)]
+        loss, _, log = loss_function(args, local, 1, n, local_logits.unsqueeze(0))
+        loss.backward()
+        grad += leaf.grad / size  # Megatron averages gradients over the DP x CP group
+        logs.append(log)
+    reduced = reduce_train_step_metrics(logs, calculate_per_token_loss=args.calculate_per_token_loss,
+                                        step_global_batch_size=n, cp_size=size, dp_with_cp_group=None)
+    return reduced, grad
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+def test_loss_hook_at_cp2_through_slimes_loss_entry_equals_cp1(tmp_path, cp_state, per_token) -> None:
+    """CP=2 with the default tis_clip 2.0 (issue 13: "loss mask (7,) does not match (2,)"): losses,
+    gradients and slime-reduced metrics equal the CP=1 run's, and equal slime's built-in policy loss
+    with --use-tis (same PPO clip, same truncated importance weight, same metric reduction)."""
+    from test_slime_cp import make_batch
+
+    args = slime_loss_args(tmp_path)
+    args.openclaw_tis_clip = 2.0
+    args.calculate_per_token_loss = per_token
+    batch, logits = make_batch(shapes=[(2, 10), (4, 5), (3, 4), (5, 2)])
+    batch["rollout_mask_sums"] = torch.tensor([float(m.sum()) for m in batch["loss_masks"]])
+    one, grad_one = _cp_step(args, batch, logits, cp_state, 1)
+    two, grad_two = _cp_step(args, batch, logits, cp_state, 2)
+    assert 0 < one["tis_clipfrac"] < 1 and 0 < one["pg_clipfrac"] < 1
+    for key in ("loss", "pg_loss", "pg_clipfrac", "ppo_kl", "tis", "tis_clipfrac", "tis_abs"):
+        assert two[key] == pytest.approx(one[key], abs=1e-5), key
+    assert torch.allclose(grad_two, grad_one, atol=1e-6)
+    builtin = argparse.Namespace(**vars(args))
+    for key, value in {"loss_type": "policy_loss", "use_tis": True, "tis_clip": 2.0, "tis_clip_low": 0.0,
+                       "advantage_estimator": "grpo", "use_opsm": False, "eps_clip_c": None,
+                       "get_mismatch_metrics": False, "custom_tis_function_path": None, "use_unbiased_kl": False,
+                       "custom_pg_loss_reducer_function_path": None}.items():
+        setattr(builtin, key, value)
+    theirs, grad_theirs = _cp_step(builtin, batch, logits, cp_state, 2)
+    for key in ("pg_loss", "pg_clipfrac", "ppo_kl", "tis", "tis_clipfrac", "tis_abs"):
+        assert two[key] == pytest.approx(theirs[key], abs=1e-5), key
+    assert torch.allclose(grad_two, grad_theirs, atol=1e-6)

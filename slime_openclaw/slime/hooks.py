@@ -74,15 +74,26 @@ def teacher_rows(rollout_data: dict[str, Any]) -> list[torch.Tensor | None]:
     return [None if torch.equal(t, b.to(t.device, t.dtype)) else t for t, b in zip(teacher, behaviour, strict=True)]
 
 
-def _local_masks(rollout_data: dict[str, Any], like: list[torch.Tensor]) -> list[torch.Tensor]:
-    masks = list(rollout_data["loss_masks"])
+def local_masks(
+    data: dict[str, Any], like: list[torch.Tensor], cut: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None
+) -> list[torch.Tensor]:
+    """This rank's loss masks, each as long as its sample's tensor in ``like``.
+
+    slime keeps ``loss_masks`` full-response while log-probs, advantages and rollout
+    log-probs are context-parallel-local; ``cut`` (slime's ``slice_log_prob_with_cp`` by
+    default) gives a mask this rank's part. A mask already as long as ``like`` is left
+    alone: the whole response is on this rank, and its CP slice would be itself."""
+    masks = list(data["loss_masks"])
     if all(m.numel() == x.numel() for m, x in zip(masks, like, strict=True)):
         return masks
-    from slime.backends.megatron_utils.cp_utils import slice_log_prob_with_cp  # context parallel
+    if cut is None:
+        from slime.backends.megatron_utils.cp_utils import slice_log_prob_with_cp
 
+        cut = slice_log_prob_with_cp
+    totals, responses = data["total_lengths"], data["response_lengths"]
     return [
-        slice_log_prob_with_cp(m, total, response)
-        for m, total, response in zip(masks, rollout_data["total_lengths"], rollout_data["response_lengths"], strict=True)
+        m if m.numel() == x.numel() else cut(m, int(total), int(response))
+        for m, x, total, response in zip(masks, like, totals, responses, strict=True)
     ]
 
 
@@ -96,7 +107,7 @@ def combined_advantage(args: Any, rollout_data: dict[str, Any]) -> None:
     old = [x.float() for x in old]
     teachers = teacher_rows(rollout_data)
     rewards = [float(r) for r in rollout_data["rewards"]]
-    masks = _local_masks(rollout_data, old)
+    masks = local_masks(rollout_data, old)
     advantages, stats = shape_advantages(rewards, teachers, old, masks, advantage_config(config))
     rollout_data["advantages"] = advantages
     rollout_data["returns"] = advantages
@@ -129,43 +140,50 @@ def topk_postprocess(args: Any, rollout_id: int, rollout_data: dict[str, Any], *
     rollout_data["openclaw_topk_samples"] = torch.tensor(float(len(staged)))
 
 
-def _tis_weights(
+def _tis_terms(
     config: OpenClawConfig, old: list[torch.Tensor], batch: dict[str, Any], masks: list[torch.Tensor]
-) -> tuple[torch.Tensor | None, dict[str, float]]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Per-token ``(weights, ratio, clipped)`` of the truncated importance weight, or None when off.
+
+    ``ratio`` is ``exp(old - rollout)`` on trained tokens and 1 elsewhere (a masked token's
+    ratio may be inf; the reducer multiplies by the mask and inf * 0 is NaN)."""
     behaviour = batch.get("rollout_log_probs")
     if not config.tis_clip or behaviour is None or not old:
-        return None, {}
+        return None
     policy = StalenessPolicy(max_staleness=None, tis_cap=config.tis_clip)
-    weights, stats_sum, n = [], {"tis_mean": 0.0, "tis_clipfrac": 0.0}, 0
+    weights, ratios, clipped = [], [], []
     for o, b, m in zip(old, behaviour, masks, strict=True):
-        w, _keep, stats = truncated_importance_weights(o.detach(), b.to(o.device), [0], 0, policy, m)
+        b = b.to(o.device, o.dtype)
+        w, _keep, _stats = truncated_importance_weights(o.detach(), b, [0], 0, policy, m)
+        trained = m.to(o.device) != 0
+        ratio = torch.where(trained, torch.exp(o.detach() - b.detach()), torch.ones_like(w))
         weights.append(w)
-        if m.sum() > 0:
-            n += 1
-            for key in stats_sum:
-                stats_sum[key] += stats[key]
-    return torch.cat(weights), {k: v / max(n, 1) for k, v in stats_sum.items()}
+        ratios.append(ratio)
+        clipped.append((trained & (w != ratio)).to(w.dtype))
+    return torch.cat(weights), torch.cat(ratios), torch.cat(clipped)
 
 
 def _topk_term(
     config: OpenClawConfig, args: Any, batch: dict[str, Any], logits: torch.Tensor, backend: LogProbBackend,
     stage: TopKStage, like: torch.Tensor,
-) -> tuple[torch.Tensor | None, int]:
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per-token top-K reverse KL and a per-token 1/0 "this sample has top-K rows", or None."""
     if not config.teacher.topk or not len(stage):
-        return None, 0
+        return None
     rows = [stage.lookup(tokens) for tokens in batch["unconcat_tokens"]]
     if all(r is None for r in rows):
-        return None, 0
+        return None
     temperature = float(getattr(args, "rollout_temperature", 1.0))
-    parts = []
+    parts, present = [], []
     for found, student in zip(rows, backend.response_logits(logits, args, batch), strict=True):
+        present.append(like.new_full((student.shape[0],), float(found is not None)).detach())
         if found is None:
             parts.append(like.new_zeros(student.shape[0]))
             continue
         lps = found.log_probs.to(student.device)
         ids = found.ids.to(student.device)
         parts.append(topk_reverse_kl(student.float(), lps, ids, temperature).to(like.dtype))
-    return torch.cat(parts), sum(r is not None for r in rows)
+    return torch.cat(parts), torch.cat(present)
 
 
 def policy_loss(
@@ -177,7 +195,14 @@ def policy_loss(
     backend: LogProbBackend | None = None,
     stage: TopKStage = STAGE,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """slime custom loss ``fn(args, batch, logits, sum_of_sample_mean) -> (loss, metrics)``."""
+    """slime custom loss ``fn(args, batch, logits, sum_of_sample_mean) -> (loss, metrics)``.
+
+    Every metric is ``sum_of_sample_mean`` of a per-token value, as slime's own loss
+    reports: slime sums a metric over micro-batches and DP x CP ranks and divides by the
+    step's sample count (or, with ``--calculate-per-token-loss``, its token count), so
+    the logged value is a per-sample (per-token) mean. ``tis``, ``tis_clipfrac`` and
+    ``tis_abs`` are slime's ``--use-tis`` metrics (ratio, clipped share, ``|ratio - 1|``);
+    ``topk_frac`` is the share of samples (tokens) with teacher top-K rows."""
     config = config_for(args)
     if getattr(args, "entropy_coef", 0.0):
         raise ConfigError("the openclaw loss has no entropy bonus: set --entropy-coef 0")
@@ -186,7 +211,7 @@ def policy_loss(
     old = batch["rollout_log_probs"] if getattr(args, "use_rollout_logprobs", False) else batch.get("log_probs")
     if not old:
         old = [lp.detach() for lp in log_probs]
-    masks = list(batch["loss_masks"])
+    masks = local_masks(batch, log_probs, backend.local)  # CP: slime's masks are full-response
     lp_cat = torch.cat(log_probs) if log_probs else logits.new_zeros(0)
     old_cat = torch.cat([o.to(lp_cat.device, lp_cat.dtype) for o in old]) if old else lp_cat.detach()
     adv_cat = torch.cat([a.to(lp_cat.device, lp_cat.dtype) for a in batch["advantages"]]) if old else lp_cat.detach()
@@ -194,9 +219,9 @@ def policy_loss(
     eps_high = getattr(args, "eps_clip_high", None)
     ppo = ppo_clip_loss(lp_cat, old_cat.detach(), adv_cat.detach(), eps_clip, float(eps_high or eps_clip))
     per_token = ppo.loss
-    weights, tis_stats = _tis_weights(config, old, batch, masks)
-    if weights is not None:
-        per_token = per_token * weights.to(per_token.device, per_token.dtype)
+    tis = _tis_terms(config, old, batch, masks)
+    if tis is not None:
+        per_token = per_token * tis[0].to(per_token.device, per_token.dtype)
     pg_loss = sum_of_sample_mean(per_token)
     loss = pg_loss
     metrics: dict[str, torch.Tensor] = {
@@ -204,14 +229,17 @@ def policy_loss(
         "pg_clipfrac": sum_of_sample_mean(ppo.clipped).detach(),
         "ppo_kl": sum_of_sample_mean(old_cat.detach() - lp_cat.detach()),
     }
-    for key, value in tis_stats.items():
-        metrics[key] = torch.tensor(value, device=lp_cat.device)
-    topk, n_topk = _topk_term(config, args, batch, logits, backend, stage, lp_cat)
+    if tis is not None:
+        ratio = tis[1].to(lp_cat.device, lp_cat.dtype)
+        metrics["tis"] = sum_of_sample_mean(ratio).detach()
+        metrics["tis_clipfrac"] = sum_of_sample_mean(tis[2].to(lp_cat.device, lp_cat.dtype)).detach()
+        metrics["tis_abs"] = sum_of_sample_mean((ratio - 1).abs()).detach()
+    topk = _topk_term(config, args, batch, logits, backend, stage, lp_cat)
     if topk is not None:
-        topk_loss = sum_of_sample_mean(topk)
+        topk_loss = sum_of_sample_mean(topk[0])
         loss = loss + config.opd_weight * topk_loss
         metrics["topk_reverse_kl"] = topk_loss.detach()
-        metrics["topk_samples"] = torch.tensor(float(n_topk), device=lp_cat.device)
+        metrics["topk_frac"] = sum_of_sample_mean(topk[1]).detach()
     if getattr(args, "use_kl_loss", False):
         from slime.utils.ppo_utils import compute_approx_kl
 

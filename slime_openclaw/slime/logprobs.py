@@ -8,6 +8,11 @@ replay: exactly what slime's built-in loss uses). ``TorchBackend`` is the same a
 in plain torch for a single device (no tensor or context parallelism); the non-slime
 tests and the local trainer use it, and the slime-marked test checks the two agree.
 
+Context parallelism: slime hands the loss CP-local log-probs (and CP-local advantages,
+old and rollout log-probs) but full-response loss masks. ``local`` cuts a full-response
+per-token tensor to this rank's part, with slime's own ``slice_log_prob_with_cp`` in a
+slime trainer (the zigzag split: two chunks per rank); without CP it is the identity.
+
 Layout (slime's, context parallelism 1): the micro-batch's logits are ``[1, T, V]`` with
 samples packed back to back; the logit row predicting token ``j`` of a sample is row
 ``j - 1``, so a response of length ``R`` ending at ``end`` uses rows ``end-R-1 .. end-2``.
@@ -32,6 +37,10 @@ class LogProbBackend(Protocol):
 
     def response_logits(self, logits: torch.Tensor, args: Any, batch: dict[str, Any]) -> list[torch.Tensor]:
         """Per-sample raw ``[R, V]`` logit rows predicting the response tokens."""
+        ...
+
+    def local(self, values: torch.Tensor, total_length: int, response_length: int) -> torch.Tensor:
+        """This rank's part of a full-response per-token tensor (the whole tensor without CP)."""
         ...
 
 
@@ -68,6 +77,11 @@ class TorchBackend:
         rows = _response_rows(batch["total_lengths"], batch["response_lengths"])
         return [flat[lo:hi] for lo, hi in rows]
 
+    def local(self, values: torch.Tensor, total_length: int, response_length: int) -> torch.Tensor:
+        if values.shape[0] != int(response_length):
+            raise ConfigError(f"{values.shape[0]} values for a response of {response_length} tokens")
+        return values
+
 
 class SlimeBackend:
     """slime's own extraction (imported lazily: needs slime and megatron-core)."""
@@ -98,6 +112,11 @@ class SlimeBackend:
                 "parallel size 1 (openclaw_teacher_topk: 0 works with any parallelism)"
             )
         return TorchBackend().response_logits(logits, args, batch)
+
+    def local(self, values: torch.Tensor, total_length: int, response_length: int) -> torch.Tensor:
+        from slime.backends.megatron_utils.cp_utils import slice_log_prob_with_cp
+
+        return slice_log_prob_with_cp(values, int(total_length), int(response_length))
 
 
 def default_backend() -> LogProbBackend:
