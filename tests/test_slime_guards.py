@@ -14,6 +14,8 @@ from slime_openclaw.slime.recipe import apply_overrides, compose, load_recipe
 BAD = [
     ("binary_rl", ["slime.disable-rewards-normalization=false"], "add --disable-rewards-normalization"),
     ("combine", ["slime.use-opd=true", "slime.opd-type=sglang"], "adds the OPD term twice"),
+    ("opd_topk", ["slime.use-opd=true", "slime.opd-type=sglang"], "adds the OPD term twice"),
+    ("combine", ["slime.use-tis=true"], "drop --use-tis"),
     ("binary_rl", ["slime.global-batch-size=12"], "not a multiple of --global-batch-size 12"),
     ("opd", ["slime.n-samples-per-prompt=4"], "one sample per live turn"),
 ]
@@ -42,3 +44,22 @@ def test_groups_of_other_rollouts_and_divisible_batches_pass() -> None:
         guards.check({**base, "n_samples_per_prompt": 3, "rollout_function_path": "envs.rollout.generate"})
     guards.check({**base, "rollout_batch_size": 32, "rollout_function_path": guards.PERSONAL_ROLLOUT,
                   "disable_rewards_normalization": True})
+
+
+OFF_POLICY = {"binary_rl": "slime", "opd": "slime", "combine": "ours", "opd_topk": "ours",
+              "terminal": "slime", "toolcall": "slime", "swe": "slime", "gui": "slime"}
+
+
+@pytest.mark.parametrize(("recipe", "loss"), sorted(OFF_POLICY.items()))
+def test_every_recipe_corrects_off_policy_samples(recipe, loss, tmp_path) -> None:
+    """slime's --use-tis where slime's loss trains, our truncated importance weight where ours does."""
+    plan = compose(load_recipe(recipe), hf_checkpoint=hf_dir(tmp_path / "hf", QWEN3), run_dir=tmp_path,
+                   train_script="T")
+    flags = plan.command
+    if loss == "slime":
+        assert "--use-tis" in flags and flags[flags.index("--tis-clip") + 1] == "2.0"
+        assert "--custom-loss-function-path" not in flags
+    else:
+        assert "--use-tis" not in flags and plan.custom_config["openclaw_tis_clip"] == 2.0
+        assert flags[flags.index("--custom-loss-function-path") + 1] == guards.POLICY_LOSS
+

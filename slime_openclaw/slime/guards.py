@@ -8,6 +8,9 @@ hand). Each problem is a one-line ``ConfigError`` naming the fix:
   slime centres every group's rewards and a live turn is a group of one, so every reward
   would become exactly 0 (general-agent recipes have task groups and normalize them);
 - ``--use-opd`` together with our combined advantage hook adds the OPD term twice;
+- ``--use-tis`` with our loss hook does nothing (the hook replaces slime's policy loss, and
+  applies its own truncated importance weight, ``openclaw_tis_clip``): refused rather than
+  letting a run believe slime's correction is on;
 - ``rollout_batch_size * n_samples_per_prompt`` must be a multiple of ``global_batch_size``:
   otherwise slime trains fewer samples per step than the rollout hands over (and we
   acknowledge the rest as trained);
@@ -25,6 +28,7 @@ from slime_openclaw.errors import ConfigError
 
 PERSONAL_ROLLOUT = "slime_openclaw.slime.rollout.generate_rollout"
 COMBINED_ADVANTAGE = "slime_openclaw.slime.hooks.combined_advantage"
+POLICY_LOSS = "slime_openclaw.slime.hooks.policy_loss"
 
 
 def settings_from_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,6 +45,9 @@ def check(settings: Mapping[str, Any]) -> None:
     if settings.get("use_opd") and settings.get("custom_advantage_function_path") == COMBINED_ADVANTAGE:
         raise ConfigError("--use-opd with the combined advantage hook adds the OPD term twice: "
                           "drop --use-opd (the hook forms it)")
+    if settings.get("use_tis") and _our_loss(settings):
+        raise ConfigError("--use-tis does nothing with the openclaw loss hook, which replaces slime's policy loss: "
+                          "drop --use-tis (the hook applies its own truncated importance weight, openclaw_tis_clip)")
     n = int(settings.get("n_samples_per_prompt") or 1)
     if personal and n != 1:
         raise ConfigError(f"--n-samples-per-prompt {n}: the personal-agent rollout gives one sample per live turn; "
@@ -49,3 +56,7 @@ def check(settings: Mapping[str, Any]) -> None:
     if rollout and batch and (int(rollout) * n) % int(batch):
         raise ConfigError(f"--rollout-batch-size {rollout} x --n-samples-per-prompt {n} is not a multiple of "
                           f"--global-batch-size {batch}: slime would train fewer samples than each step hands over")
+
+
+def _our_loss(settings: Mapping[str, Any]) -> bool:
+    return settings.get("loss_type") == "custom_loss" and settings.get("custom_loss_function_path") == POLICY_LOSS
