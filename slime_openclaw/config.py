@@ -128,7 +128,8 @@ class GatewayConfig:
     """The OpenAI-compatible front door started inside slime's RolloutManager."""
 
     host: str = "127.0.0.1"
-    """Bind address; anything but loopback requires an API key."""
+    """Bind address (``node``: the IP of the node slime's RolloutManager runs on); anything
+    but loopback requires an API key."""
     port: int = 30080
     """Port of the gateway."""
     api_key: str = ""

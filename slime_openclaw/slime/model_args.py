@@ -1,8 +1,10 @@
 """Megatron model flags for a Hugging Face checkpoint, read from its ``config.json``.
 
 slime needs the architecture on its command line (its ``scripts/models/*.sh``) and checks
-it against the checkpoint. For the dense decoder families that share one layout (Llama,
-Mistral, Qwen2, Qwen3) the flags follow from ``config.json``; anything else (MoE, MLA,
+it against the checkpoint. For the dense decoder families that share one layout and that
+slime converts between Megatron and Hugging Face (Llama, Qwen2, Qwen3: slime's
+``megatron_to_hf`` has no Mistral converter, so a Mistral checkpoint could be trained but not
+pushed to SGLang) the flags follow from ``config.json``; anything else (Mistral, MoE, MLA,
 multimodal) must be given by the user with ``--model-args "..."``.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from slime_openclaw.errors import ConfigError
 
-DENSE_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+DENSE_FAMILIES = ("llama", "qwen2", "qwen3")
 
 
 def read_hf_config(checkpoint: str | Path) -> dict[str, Any]:

@@ -33,6 +33,8 @@ RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
 SECTIONS = ("description", "resources", "slime", "openclaw")
 RESOURCE_KEYS = {"actor_gpus": int, "rollout_gpus": int, "judge_gpus": int, "judge_model": str, "gpus_per_engine": int}
 ROLLOUT_FUNCTION = guards.PERSONAL_ROLLOUT
+DATA_SOURCE = "slime_openclaw.slime.rollout.LiveDataSource"
+"""Starts the gateway when slime builds its RolloutManager (with our rollout function only)."""
 REWARD_FUNCTION = "slime_openclaw.slime.reward.reward"
 RUN_RELATIVE_KEYS = ("openclaw_journal_path", "openclaw_teacher_topk_dir")
 SAVE_INTERVAL = 20
@@ -174,6 +176,8 @@ def compose(
         "sglang-config": str(sglang_path) if sglang_path else None,
     }
     base.update(flags)  # the recipe (and --set slime.*) may override any default above
+    if base["rollout-function-path"] == ROLLOUT_FUNCTION:
+        base.setdefault("data-source-path", DATA_SOURCE)
     guards.check(guards.settings_from_flags(base))
     resumed = resume_dir(base, explicit_load="load" in flags)
     if resumed is not None:

@@ -15,7 +15,9 @@ training ``k`` before it asks for ``k + 2``. After a crash the journal hands una
 samples out again when their lease expires (``openclaw_journal_drain_lease_s``).
 
 ``data_source`` is unused: the data are the live sessions. Run slime with
-``--disable-rollout-global-dataset`` and ``--n-samples-per-prompt 1``.
+``--disable-rollout-global-dataset`` and ``--n-samples-per-prompt 1``; with
+``--data-source-path slime_openclaw.slime.rollout.LiveDataSource`` the services start when
+slime builds its RolloutManager instead of at the first rollout call.
 """
 
 from __future__ import annotations
@@ -262,6 +264,39 @@ def shutdown() -> None:
         current, _RUNTIME = _RUNTIME, None
     if current is not None:
         current.close()
+
+
+class LiveDataSource:
+    """slime's data source (``--data-source-path``) on the live path: starts the gateway early.
+
+    slime builds its data source in ``RolloutManager.__init__``, right after it started the
+    SGLang routers and long before the first rollout call (engines still loading, the
+    actor's first weight push): constructing this one starts the runtime (journal, gateway,
+    signal workers) then, so clients can reach the gateway, and its address file exists,
+    from the moment the RolloutManager is up. It holds no data: the samples are the
+    journal's, which is also what survives a restart (``save``/``load`` have nothing to
+    add). Asking it for prompts is a configuration error: only our rollout function uses it.
+    """
+
+    def __init__(self, args: Any) -> None:
+        self.args = args
+        runtime(args)
+
+    def get_samples(self, num_samples: int) -> list[list[Any]]:
+        raise ConfigError("the live data source has no prompts: use it with --rollout-function-path "
+                          f"{guards.PERSONAL_ROLLOUT}")
+
+    def add_samples(self, samples: list[list[Any]]) -> None:
+        raise ConfigError("the live data source takes no samples back (the journal keeps them)")
+
+    def save(self, rollout_id: int) -> None:
+        """Nothing to save: the journal is durable on its own."""
+
+    def load(self, rollout_id: int | None = None) -> None:
+        """Nothing to load: the journal is durable on its own."""
+
+    def __len__(self) -> int:
+        return 0
 
 
 def generate_rollout(args, rollout_id, data_source, evaluation=False):
