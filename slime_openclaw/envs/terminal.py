@@ -22,6 +22,10 @@ are written to a private directory only while checks run, bound read-only for th
 workspace, so ``Step.info`` can say which checks the step fixed or broke (the copy is
 discarded, so nothing a check revealed reaches the agent).
 
+Outside harnesses (an agent working in its own directory): ``prepare_workspace(task, dir)``
+writes the task's files there and returns the instruction; ``grade_workspace(task, dir)``
+runs the checks on a copy of that directory in a fresh sandbox, as after an episode.
+
 Reference trajectory (``TerminalEnv.reference_replies(task)``): one assistant message
 per ``solution`` command, each with a single ``bash`` tool call
 (``{"id": "call_<i>", "type": "function", "function": {"name": "bash", "arguments":
@@ -30,7 +34,8 @@ per ``solution`` command, each with a single ``bash`` tool call
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import shutil
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from slime_openclaw.envs import terminal_tasks
@@ -120,20 +125,59 @@ class TerminalEnv(SandboxEnv):
             await twin.close()
 
     async def _run_checks(self, sandbox: Sandbox) -> list[dict[str, Any]]:
-        private = sandbox.make_private_dir(require_files(self.task, "check_files"))
-        results = []
-        for check in _checks(self.task):
-            run = await sandbox.run(check["run"], timeout=self.check_timeout, binds={"CHECKS_DIR": private})
-            results.append({"name": check["name"], "passed": run.exit_code == 0, "exit_code": run.exit_code,
-                            "output": run.output[-500:]})
-        return results
+        return await run_checks(sandbox, self.task, self.check_timeout)
 
     async def _measure(self) -> Outcome:
         assert self.sandbox is not None
-        results = await self._run_checks(self.sandbox)
-        passed = sum(r["passed"] for r in results)
-        return Outcome(score=passed / len(results), passed=passed == len(results),
-                       details={"checks": results, **self.episode_details()})
+        return checks_outcome(await self._run_checks(self.sandbox), self.episode_details())
+
+
+async def run_checks(sandbox: Sandbox, task: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+    """Run a task's checks in ``sandbox``'s workspace (check files bound at ``$CHECKS_DIR`` meanwhile)."""
+    private = sandbox.make_private_dir(require_files(task, "check_files"))
+    results = []
+    for check in _checks(task):
+        run = await sandbox.run(check["run"], timeout=timeout, binds={"CHECKS_DIR": private})
+        results.append({"name": check["name"], "passed": run.exit_code == 0, "exit_code": run.exit_code,
+                        "output": run.output[-500:]})
+    return results
+
+
+def checks_outcome(results: list[dict[str, Any]], extra: dict[str, Any]) -> Outcome:
+    """score = checks passed / checks, ``passed`` = all of them."""
+    passed = sum(r["passed"] for r in results)
+    return Outcome(score=passed / len(results), passed=passed == len(results), details={"checks": results, **extra})
+
+
+def prepare_workspace(task: dict[str, Any], directory: str | Path) -> str:
+    """Write a task's ``files`` (never its checks) into an empty ``directory`` for a harness that
+    works there; returns the instruction to give it (``grade_workspace`` grades the result)."""
+    instruction = require(task, "instruction", str, "terminal")
+    _checks(task)
+    where = Path(directory)
+    where.mkdir(parents=True, exist_ok=True)
+    if any(where.iterdir()):
+        raise TaskError(f"terminal workspace: {where} is not empty")
+    for rel, content in require_files(task, "files").items():
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_text(content, encoding="utf-8")
+    return instruction
+
+
+async def grade_workspace(task: dict[str, Any], directory: str | Path, *, isolation: str = "auto",
+                          check_timeout: float = 20.0) -> Outcome:
+    """The task's checks run, as after an episode, on a copy of ``directory`` in a fresh sandbox."""
+    source = Sandbox(isolation=isolation)
+    try:
+        shutil.rmtree(source.host_workspace)
+        shutil.copytree(directory, source.host_workspace, symlinks=True)
+        twin = source.clone()  # hands the copy to the sandbox user (plain mode as root: nobody)
+    finally:
+        await source.close()
+    try:
+        return checks_outcome(await run_checks(twin, task, check_timeout), twin.describe())
+    finally:
+        await twin.close()
 
 
 def _checks(task: dict[str, Any]) -> list[dict[str, str]]:

@@ -1,6 +1,8 @@
 """``slime-openclaw agents list|eval|train``: general agents on the embedded default.
 
 - ``list``: each built-in environment's short name and dotted path;
+- ``harness mini-swe-agent|openclaw --gateway URL``: one episode of an outside harness,
+  graded and its outcome posted (slime_openclaw/harnesses/command.py);
 - ``eval --env E [--tasks FILE] --episodes N [--model DIR | --engine-url URL] [--journal F]``:
   success rate and mean outcome over N episodes of the eval split (or the file's tasks);
   with ``--journal`` the episodes are recorded there (turns and outcomes);
@@ -34,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``list``, ``eval`` and ``train`` actions."""
     actions = parser.add_subparsers(dest="agents_action", metavar="ACTION", required=True)
     actions.add_parser("list", help="built-in environments: short name and dotted path")
+    from slime_openclaw.harnesses import command as harness_command
+
+    harness_command.add_parser(actions)
     d = AgentTrainSettings(env=EnvSpec("terminal"), workdir=Path("."), train_tasks=(), eval_tasks=())
     for name, help_text in (("eval", "success rate of a policy on an environment's eval tasks"),
                             ("train", "pre-train (cached), evaluate, train online, evaluate again")):
@@ -68,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
         for name, path in sorted(BUILTIN.items()):
             print(f"{name:10s} {path}")
         return 0
+    if args.agents_action == "harness":
+        from slime_openclaw.harnesses import command as harness_command
+
+        return harness_command.run(args)
     for key in ("concurrency", "max_turns", "episodes", "rounds", "tasks_per_round", "group_size", "eval_episodes"):
         if getattr(args, key, 1) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be at least 1")
