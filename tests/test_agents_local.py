@@ -83,3 +83,36 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["agents", "eval", "--env", "toolcall", "--tasks", str(bad), "--episodes", "1"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("slime-openclaw agents: ") for line in errors)
+
+
+def test_prompt_data_writes_the_rows_the_recipes_read(tmp_path: Path, capsys) -> None:
+    from slime_openclaw.envs import builtin_tasks
+    from slime_openclaw.slime.agent_generate import task_of
+    from slime_openclaw.slime.recipe import load_recipe
+
+    out = tmp_path / "toolcall-train.jsonl"
+    assert main(["agents", "prompt-data", "--env", "toolcall", "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    tasks = builtin_tasks("toolcall", "train")
+    recipe = load_recipe("toolcall")["slime"]
+    assert len(rows) == len(tasks)
+    for row, task in zip(rows, tasks, strict=True):
+        assert set(row) == {recipe["input-key"], recipe["metadata-key"]}
+        assert row["prompt"] == task["question"] and row["metadata"] == task
+        sample = type("Sample", (), {"metadata": row[recipe["metadata-key"]]})()
+        assert task_of(sample) == task
+    evals = tmp_path / "terminal-eval.jsonl"
+    assert main(["agents", "prompt-data", "--env", "terminal", "--split", "eval", "-o", str(evals)]) == 0
+    eval_ids = {json.loads(line)["metadata"]["id"] for line in evals.read_text().splitlines()}
+    assert eval_ids == {t["id"] for t in builtin_tasks("terminal", "eval")}
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"question": "q1", "split": "train"}\n{"instruction": "do it", "split": "eval", "n": 2}\n')
+    assert main(["agents", "prompt-data", "--env", "toolcall", "--tasks", str(mine), "--split", "eval",
+                 "-o", str(out)]) == 0
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"prompt": "do it", "metadata": {"instruction": "do it", "split": "eval", "n": 2}}]
+    capsys.readouterr()
+    assert main(["agents", "prompt-data", "--env", "toolcall", "-o", str(tmp_path / "data.json")]) == 2
+    assert main(["agents", "prompt-data", "--env", "toolcall", "-o", str(tmp_path / "no" / "d.jsonl")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "slime reads --prompt-data only from .jsonl" in errors[0]

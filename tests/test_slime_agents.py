@@ -66,3 +66,27 @@ def test_generate_returns_one_sample_per_step_and_the_hook_normalizes(tmp_path: 
             if live is not None:
                 live.live.close()
                 live.journal.close()
+
+
+def test_prompt_data_loads_with_slimes_own_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("ray") is None:  # slime.utils.data imports ray for its rollout helpers only
+        monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
+    from slime.utils.data import Dataset
+
+    from slime_openclaw.cli import main
+    from slime_openclaw.envs import builtin_tasks
+    from slime_openclaw.slime.agent_generate import task_of
+    from slime_openclaw.slime.recipe import load_recipe
+
+    flags = load_recipe("terminal")["slime"]
+    out = tmp_path / "terminal-train.jsonl"
+    assert main(["agents", "prompt-data", "--env", "terminal", "-o", str(out)]) == 0
+    data = Dataset(str(out), tokenizer=None, processor=None, max_length=None, prompt_key=flags["input-key"],
+                   metadata_key=flags["metadata-key"])
+    tasks = builtin_tasks("terminal", "train")
+    assert [task_of(s) for s in data.samples] == tasks
+    assert [s.prompt for s in data.samples] == [t["instruction"] for t in tasks]

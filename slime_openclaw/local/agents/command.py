@@ -3,6 +3,8 @@
 - ``list``: each built-in environment's short name and dotted path;
 - ``harness mini-swe-agent|openclaw --gateway URL``: one episode of an outside harness,
   graded and its outcome posted (slime_openclaw/harnesses/command.py);
+- ``prompt-data --env E [--tasks FILE] [--split train|eval] -o FILE.jsonl``: the split's
+  tasks as slime's ``--prompt-data`` for the agent recipes (slime/prompt_data.py);
 - ``eval --env E [--tasks FILE] --episodes N [--model DIR | --engine-url URL] [--journal F]``:
   success rate and mean outcome over N episodes of the eval split (or the file's tasks);
   with ``--journal`` the episodes are recorded there (turns and outcomes);
@@ -39,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from slime_openclaw.harnesses import command as harness_command
 
     harness_command.add_parser(actions)
+    data = actions.add_parser("prompt-data", help="write a split's tasks as slime --prompt-data JSON lines",
+                              description="write a split's tasks as slime --prompt-data JSON lines "
+                                          '({"prompt": instruction, "metadata": task}, one per task)')
+    data.add_argument("--env", required=True, help="terminal, toolcall, or package.module.Class")
+    data.add_argument("--tasks", metavar="FILE", help="JSON-lines tasks (default: the built-in generator's)")
+    data.add_argument("--split", choices=("train", "eval"), default="train", help="which split (train)")
+    data.add_argument("--seed", type=int, default=0, help="generator seed (0)")
+    data.add_argument("-o", "--output", required=True, metavar="FILE.jsonl", help="where to write")
     d = AgentTrainSettings(env=EnvSpec("terminal"), workdir=Path("."), train_tasks=(), eval_tasks=())
     for name, help_text in (("eval", "success rate of a policy on an environment's eval tasks"),
                             ("train", "pre-train (cached), evaluate, train online, evaluate again")):
@@ -77,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         from slime_openclaw.harnesses import command as harness_command
 
         return harness_command.run(args)
+    if args.agents_action == "prompt-data":
+        return write_prompt_data(args)
     for key in ("concurrency", "max_turns", "episodes", "rounds", "tasks_per_round", "group_size", "eval_episodes"):
         if getattr(args, key, 1) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be at least 1")
@@ -90,6 +102,18 @@ def run(args: argparse.Namespace) -> int:
         from slime_openclaw.local.demo.report import write_summary_json
 
         write_summary_json(args.summary_json, summary)
+    return 0
+
+
+def write_prompt_data(args: argparse.Namespace) -> int:
+    """``prompt-data``: the chosen split of ``--tasks`` or of the generator, as slime's prompt data."""
+    from slime_openclaw.slime import prompt_data
+
+    spec = EnvSpec.parse(args.env, [])
+    train, evals = split_tasks(spec, args.tasks, args.seed)
+    count = prompt_data.write_prompt_data(args.output, train if args.split == "train" else evals)
+    print(f"{args.output}: {count} {args.split} tasks of {spec.name} "
+          f"(--input-key {prompt_data.INPUT_KEY} --metadata-key {prompt_data.METADATA_KEY})")
     return 0
 
 
