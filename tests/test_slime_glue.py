@@ -164,7 +164,7 @@ def test_topk_rows_reach_the_loss_through_file_and_stage(tmp_path) -> None:
     stage = topk_channel.TopKStage()
     tokens = torch.tensor(sample.tokens)
     rollout_data = {"sample_indices": [sample.index], "tokens": [tokens], "response_lengths": [3]}
-    hooks.topk_postprocess(args, 3, rollout_data, stage=stage)
+    hooks.stage_topk(args, 3, rollout_data, stage)
     rows = stage.lookup(tokens)
     assert rows is not None and rows.ids.tolist() == [[20, 7], [21, 7], [22, 7]]
     batch, logits = packed_batch([sample], vocab=32)

@@ -120,19 +120,26 @@ def test_the_data_source_starts_the_runtime_when_slime_builds_it(monkeypatch: py
             started.append("closed")
 
     monkeypatch.setattr(rollout, "_start_runtime", lambda args: started.append(args) or Runtime())
-    args = argparse.Namespace(rollout_batch_size=1)
+    args = argparse.Namespace(rollout_batch_size=1, rollout_function_path=rollout.guards.PERSONAL_ROLLOUT)
     try:
         source = rollout.LiveDataSource(args)  # what RolloutManager.__init__ does via --data-source-path
         assert started == [args]
         assert rollout.runtime(args) is rollout.runtime(args) and started == [args]  # the rollout call reuses it
         source.save(3)
         source.load(3)
-        assert len(source) == 0
-        with pytest.raises(ConfigError, match="no prompts"):
-            source.get_samples(4)
+        assert len(source) == 0 and source.get_samples(4) == []
     finally:
         rollout.shutdown()
     assert started[-1] == "closed"
+    rollout.LiveDataSource(argparse.Namespace())  # arguments of no run (slime's contract check): nothing starts
+    assert started[-1] == "closed"
+    with pytest.raises(ConfigError, match="has no prompts for --rollout-function-path slime.rollout"):
+        rollout.LiveDataSource(argparse.Namespace(rollout_function_path="slime.rollout.sglang_rollout.generate_rollout"))
+
+
+def test_the_rollout_function_refuses_args_none() -> None:
+    with pytest.raises(ConfigError, match="args=None"):
+        rollout.generate_rollout(None, 0, None)
 
 
 def write_sglang(tmp_path: Path, models: list[dict[str, Any]]) -> str:

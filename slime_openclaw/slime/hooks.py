@@ -119,8 +119,15 @@ def combined_advantage(args: Any, rollout_data: dict[str, Any]) -> None:
     )
 
 
-def topk_postprocess(args: Any, rollout_id: int, rollout_data: dict[str, Any], *, stage: TopKStage = STAGE) -> None:
-    """slime rollout-data postprocess: stage this rank's top-K rows for the loss hook."""
+def topk_postprocess(args: Any, rollout_id: int, rollout_data: dict[str, Any]) -> None:
+    """slime rollout-data postprocess: stage this rank's top-K rows for the loss hook.
+
+    Exactly slime's signature (its plugin contract compares it); ``stage_topk`` takes the stage."""
+    stage_topk(args, rollout_id, rollout_data, STAGE)
+
+
+def stage_topk(args: Any, rollout_id: int, rollout_data: dict[str, Any], stage: TopKStage) -> None:
+    """Stage the top-K rows of ``rollout_data``'s samples in ``stage`` (``topk_postprocess``'s work)."""
     config = config_for(args)
     if not config.teacher.topk:
         return

@@ -34,7 +34,8 @@ SECTIONS = ("description", "resources", "slime", "openclaw")
 RESOURCE_KEYS = {"actor_gpus": int, "rollout_gpus": int, "judge_gpus": int, "judge_model": str, "gpus_per_engine": int}
 ROLLOUT_FUNCTION = guards.PERSONAL_ROLLOUT
 DATA_SOURCE = "slime_openclaw.slime.rollout.LiveDataSource"
-"""Starts the gateway when slime builds its RolloutManager (with our rollout function only)."""
+"""Starts the gateway when slime builds its RolloutManager (with our rollout function only;
+the same path as ``slime.rollout.DATA_SOURCE``, which this module does not import)."""
 REWARD_FUNCTION = "slime_openclaw.slime.reward.reward"
 RUN_RELATIVE_KEYS = ("openclaw_journal_path", "openclaw_teacher_topk_dir")
 SAVE_INTERVAL = 20

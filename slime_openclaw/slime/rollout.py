@@ -266,6 +266,9 @@ def shutdown() -> None:
         current.close()
 
 
+DATA_SOURCE = "slime_openclaw.slime.rollout.LiveDataSource"
+
+
 class LiveDataSource:
     """slime's data source (``--data-source-path``) on the live path: starts the gateway early.
 
@@ -275,16 +278,22 @@ class LiveDataSource:
     signal workers) then, so clients can reach the gateway, and its address file exists,
     from the moment the RolloutManager is up. It holds no data: the samples are the
     journal's, which is also what survives a restart (``save``/``load`` have nothing to
-    add). Asking it for prompts is a configuration error: only our rollout function uses it.
+    add), and it has no prompts (``get_samples`` gives none); with any other rollout function
+    it refuses to start.
     """
 
     def __init__(self, args: Any) -> None:
         self.args = args
-        runtime(args)
+        rollout_fn = getattr(args, "rollout_function_path", None)
+        if rollout_fn is not None and rollout_fn != guards.PERSONAL_ROLLOUT:
+            raise ConfigError(f"--data-source-path {DATA_SOURCE} has no prompts for --rollout-function-path "
+                              f"{rollout_fn}; use it with {guards.PERSONAL_ROLLOUT} only")
+        if rollout_fn is not None:  # slime's RolloutManager (arguments without it: a contract check)
+            runtime(args)
 
     def get_samples(self, num_samples: int) -> list[list[Any]]:
-        raise ConfigError("the live data source has no prompts: use it with --rollout-function-path "
-                          f"{guards.PERSONAL_ROLLOUT}")
+        """No prompts: the live rollout function never asks (the data are the live sessions)."""
+        return []
 
     def add_samples(self, samples: list[list[Any]]) -> None:
         raise ConfigError("the live data source takes no samples back (the journal keeps them)")
@@ -301,6 +310,9 @@ class LiveDataSource:
 
 def generate_rollout(args, rollout_id, data_source, evaluation=False):
     """slime rollout function: a train step of live samples, or a live evaluation."""
+    if args is None:  # slime's rollout contract calls so; live traffic needs the run's arguments
+        raise ConfigError("the live rollout needs slime's parsed arguments (got args=None): it serves "
+                          "the journal of a running job, not a data source")
     from slime.rollout.base_types import RolloutFnEvalOutput, RolloutFnTrainOutput
 
     live = runtime(args)
