@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 SLIME_ENV := .slime
 
-.PHONY: install test lint typecheck unit demo test-slime bench clean bwrap chromium openclaw openclaw-optional test-clients
+.PHONY: install test lint typecheck unit demo test-slime bench bench-peer clean bwrap chromium openclaw openclaw-optional test-clients
 
 # The real OpenClaw CLI (needs Node >= 24.16; Node 20's npm silently installs the empty
 # placeholder 0.0.1) and Node itself, from the npm registry into a git-ignored cache folder.
@@ -76,6 +76,18 @@ test-slime: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# LiteLLM's proxy, the peer of `benchmarks/gateway_overhead.py --peer litellm`, in a virtual
+# environment of its own: litellm[proxy] pins older litellm, huggingface-hub and rich than the
+# project's environment holds, so it never enters .venv (nor `make test`).
+LITELLM_VERSION ?= 1.108.7
+PEER_VENV := .cache/litellm-proxy
+bench-peer: $(PEER_VENV)/.installed-$(LITELLM_VERSION)
+
+$(PEER_VENV)/.installed-$(LITELLM_VERSION):
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
 
 $(OPENCLAW_STAMP):
 	@command -v npm >/dev/null || { echo "make openclaw: npm not found (needs npm and the npm registry)" >&2; exit 2; }

@@ -38,7 +38,11 @@ setup(
             # the gui environment (its tests run in CI)
             "playwright>=1.45", "miniwob>=1.0",
             "hypothesis>=6.100",
+            # serve's default event loop when installed (the tests cover it and asyncio's)
+            "uvloop>=0.19; sys_platform != 'win32'",
         ],
+        # the gateway's faster event loop (serve --event-loop auto takes it when installed)
+        "fast": ["uvloop>=0.19; sys_platform != 'win32'"],
         # the gui environment: Playwright drives Debian's /usr/bin/chromium; MiniWoB++ pages
         "gui": ["playwright>=1.45", "miniwob>=1.0"],
         "demo": ["openai>=1.40", "matplotlib>=3.8"],

@@ -1,7 +1,7 @@
 """Latency and throughput the gateway adds in front of an engine.
 
-Three processes, so that none of them shares a GIL (or, as far as the machine allows, a
-core) with the one under test:
+Separate processes, so that none of them shares a GIL (or, as far as the machine allows, a
+core) with the one under test (benchmarks/overhead_paths/children.py):
 
 * engine: the scripted engine (tests/scripted_engine.py) over the SGLang
   ``/generate`` wire. Its answer to every prompt is the same 27 tokens of the tiny tokenizer
@@ -14,7 +14,8 @@ core) with the one under test:
   delta; ``--no-merge-chunks`` for one per chunk), sessions, and a real journal: a SQLite file in a temporary directory
   opened as ``serve`` opens it (``open_journal``: WAL, background checkpoints), or
   ``--journal :memory:`` (the in-memory journal). Every turn is recorded; the benchmark
-  checks the gateway's ``turns_recorded`` counter against the requests it sent.
+  checks the turns in each gateway path's journal (its ``turns_recorded`` counter with
+  ``:memory:``) against the requests it sent.
 * load generator (this process): the same client code for both paths. Each worker runs
   whole conversations, turn after turn, as an agent would: a five-sentence system prompt,
   two tools in every other conversation, and four user turns whose text is unique to the
@@ -37,12 +38,24 @@ concurrency 64.
 ``--relay-floor`` adds a third path, alternated with the other two: a process that only
 relays the direct path's requests and the engine's answers as bytes (the gateway's HTTP
 client and aiohttp's server; no rendering, parsing, sessions or journal). It is what any
-Python process in the middle costs on this machine, the floor under the gateway's figures.
-The sessions' own share of the gateway's work (history digests, matching, fingerprints) is
-measured alone, with up to 10,000 sessions open, by benchmarks/session_matching.py.
+Python process in the middle costs on this machine, the floor under the gateway's figures;
+the report ends with each middle path's ratios to the relay on the same event loop (issue
+14's targets). The sessions' own share of the gateway's work (history digests, matching,
+fingerprints) is measured alone, with up to 10,000 sessions open, by benchmarks/session_matching.py.
+More paths, each alternated with the others (the processes: benchmarks/overhead_paths/):
+
+* ``--loop both``: the gateway and the relay each on asyncio's loop and on uvloop
+  (``-uvloop``); ``--loop auto|asyncio|uvloop`` runs the middle processes on that one
+  (``auto``, the default, is ``serve``'s: uvloop when installed).
+* ``--relay-clients aiohttp httpcore``: the relay over a tuned library client instead of
+  the gateway's own (engine/http.py), to weigh that client against the libraries.
+* ``--workers N``: N gateway processes on one port (``SO_REUSEPORT``) sharing one journal file.
+* ``--peer litellm``: LiteLLM's proxy (its own environment: ``make bench-peer``) in front of
+  an OpenAI-compatible face of the same engine, plus ``direct-oai``, that face directly.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 512] [--concurrency 1 16 64]
         [--token-delay 0.004] [--journal :memory:] [--rounds 2] [--json out.json] [--relay-floor]
+        [--loop both] [--relay-clients aiohttp httpcore] [--workers 2] [--peer litellm]
 """
 
 from __future__ import annotations
@@ -52,123 +65,20 @@ import asyncio
 import gc
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
+from overhead_paths.children import RELAY_CLIENTS, engine_child, gateway_child, relay_child
+from overhead_paths.load import ANSWER, TURNS, Route, conversation, measure
+from overhead_paths.peer import MASTER_KEY, calls_logged, start_litellm
 
-ANSWER = "Sure. The answer is forty-two, and here is a short explanation of why that is."
-TURNS = 4
-SYSTEM = (
-    "You are a careful assistant working inside a developer's terminal. Answer concisely, cite the files you "
-    "read, prefer small reversible steps, and ask before running anything destructive. When a tool can answer "
-    "a question better than recall, call it. Never invent command output. Keep answers under two paragraphs "
-    "unless the user asks for detail, and say so when you are unsure."
-)
-TOOLS = [
-    {"type": "function", "function": {
-        "name": "read_file", "description": "Read a text file of the repository.",
-        "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "Relative path."},
-                                                        "max_lines": {"type": "integer"}}, "required": ["path"]}}},
-    {"type": "function", "function": {
-        "name": "run_tests", "description": "Run the test suite, or the tests matching a pattern.",
-        "parameters": {"type": "object", "properties": {"pattern": {"type": "string"}}}}},
-]
-QUESTIONS = (
-    "I am looking at the build script of project {c}. Why does it rebuild everything after a small change?",
-    "In project {c}, the tests under tests/unit fail on a clean checkout. What should I look at first?",
-    "For project {c}, would caching the dependency download help, and how big would the change be?",
-    "Thanks. Summarize what we found about project {c} in three bullet points.",
-)
-
-
-def conversation(c: int) -> tuple[list[list[dict]], list[dict]]:
-    """The message lists of conversation ``c``'s turns (each with the earlier replies) and its tools."""
-    history: list[dict] = [{"role": "system", "content": SYSTEM}]
-    turns = []
-    for k in range(TURNS):
-        history.append({"role": "user", "content": QUESTIONS[k].format(c=c)})
-        turns.append(list(history))
-        history.append({"role": "assistant", "content": ANSWER})
-    return turns, (TOOLS if c % 2 else [])
-
-
-# -- child processes -----------------------------------------------------------------
-async def _serve(app: Any, ready: str) -> None:
-    from aiohttp import web
-
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(f"{ready} http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    await asyncio.Event().wait()
-
-
-def engine_child(model_dir: str, token_delay: float) -> None:
-    from transformers import AutoTokenizer
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: test support
-    from tests.scripted_engine import ScriptedEngine, make_scripted_app
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    answer = tokenizer.encode(ANSWER + "<|im_end|>", add_special_tokens=False)
-    engine = ScriptedEngine(lambda ids: answer, chunk_size=1, delay=token_delay, log_requests=False)
-    gc.freeze()  # start-up objects out of the collector's way: the engine's latency stays fixed
-    asyncio.run(_serve(make_scripted_app(engine), "engine"))
-
-
-def gateway_child(model_dir: str, engine_url: str, journal: str, merge_chunks: bool) -> None:
-    import logging
-
-    from slime_openclaw.engine.client import EngineClient
-    from slime_openclaw.gateway.app import GatewayDeps, GatewaySettings, make_app
-    from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
-    from slime_openclaw.journal.location import open_journal
-
-    logging.disable(logging.INFO)
-    codec = TokenizerCodec.from_dir(model_dir)
-    recorder = open_journal(journal)
-
-    async def main() -> None:
-        deps = GatewayDeps(EngineClient(engine_url, merge_chunks=merge_chunks), recorder, codec,
-                           GatewaySettings(served_model_name="tiny", max_concurrency=4096))
-        gc.freeze()  # as ``serve`` does once started
-        await _serve(make_app(deps), "gateway")
-
-    asyncio.run(main())
-
-
-def relay_child(engine_url: str) -> None:
-    """A process in the middle that only relays bytes: ``/generate`` in, the engine's answer out,
-    over the gateway's HTTP client (``--relay-floor``). No rendering, parsing, sessions or journal."""
-    from aiohttp import web
-
-    from slime_openclaw.engine.http import HttpPool
-
-    pool = HttpPool(engine_url)
-
-    async def relay(request: web.Request) -> web.StreamResponse:
-        async with await pool.request("POST", "/generate", await request.read()) as upstream:
-            content_type = upstream.headers.get("content-type", "application/json")
-            if not content_type.startswith("text/event-stream"):
-                return web.Response(body=await upstream.read(), status=upstream.status,
-                                    headers={"Content-Type": content_type})
-            response = web.StreamResponse(status=upstream.status, headers={"Content-Type": content_type})
-            await response.prepare(request)
-            async for piece in upstream.chunks():
-                await response.write(piece)
-            await response.write_eof()
-            return response
-
-    app = web.Application()
-    app.router.add_post("/generate", relay)
-    gc.freeze()
-    asyncio.run(_serve(app, "relay"))
+from slime_openclaw.gateway import eventloop
 
 
 def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
@@ -181,61 +91,9 @@ def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
     return child, line.split()[-1]
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(seconds on a CPU, seconds runnable but waiting for one) of a process's threads so far.
-
-    From /proc/PID/task/*/schedstat (the scheduler's nanosecond accounting; the tick-sampled
-    times of /proc/PID/stat overcharge processes that wake on timers). NaN where unavailable.
-    """
-    run = wait = 0.0
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            fields = (task / "schedstat").read_text().split()
-            run, wait = run + int(fields[0]) / 1e9, wait + int(fields[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return float("nan"), float("nan")
-    return run, wait
-
-
-# -- load ----------------------------------------------------------------------------
-class Route:
-    """One way to the engine: its URL and the request body of every (conversation, turn)."""
-
-    def __init__(self, url: str, bodies: list[list[dict]]):
-        self.url = url
-        self.bodies = bodies
-
-
-async def _one(http: aiohttp.ClientSession, url: str, body: dict) -> tuple[float, bytes]:
-    start = time.perf_counter()
-    async with http.post(url, json=body) as response:
-        data = await response.read()
-        if response.status != 200:
-            raise SystemExit(f"{url} answered {response.status}: {data[:300]!r}")
-    return time.perf_counter() - start, data
-
-
-async def _run(route: Route, first: int, conversations: int, concurrency: int) -> tuple[list[float], float]:
-    """Run conversations ``first ..`` with ``concurrency`` workers; (latencies, wall seconds)."""
-    latencies: list[float] = []
-    queue = iter(range(first, first + conversations))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-
-        async def worker() -> None:
-            for c in queue:
-                for body in route.bodies[c]:
-                    latencies.append((await _one(http, route.url, body))[0])
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
-    return latencies, wall
-
-
-def build_paths(model_dir: str, engine_url: str, gateway_url: str, conversations: int,
-                max_tokens: int) -> tuple[Route, Route, list[int]]:
-    """(direct, gateway) request bodies of every conversation turn, and the prompt lengths."""
+def build_bodies(model_dir: str, conversations: int, max_tokens: int) -> tuple[list[list[dict]], list[list[dict]],
+                                                                           list[int]]:
+    """(direct ``/generate``, chat) request bodies of every conversation turn, and the prompt lengths."""
     from slime_openclaw.chat.template import ChatRenderer
     from slime_openclaw.gateway.tokenizer_codec import TokenizerCodec
 
@@ -256,22 +114,7 @@ def build_paths(model_dir: str, engine_url: str, gateway_url: str, conversations
                             **({"tools": tools} if tools else {})})
         direct.append(d_turns)
         chat.append(g_turns)
-    return Route(f"{engine_url}/generate", direct), Route(f"{gateway_url}/v1/chat/completions", chat), lengths
-
-
-async def check_answers(gateway: Route) -> None:
-    """The gateway's reply is the scripted answer (so the next turn's history is what it sent)."""
-    async with aiohttp.ClientSession() as http:
-        for body in gateway.bodies[0][:2]:
-            _, data = await _one(http, gateway.url, body)
-            text = data.decode()
-            if body["stream"]:
-                pieces = [json.loads(line[6:]) for line in text.split("\n") if line.startswith("data: {")]
-                content = "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces if p["choices"])
-            else:
-                content = json.loads(text)["choices"][0]["message"]["content"]
-            if content != ANSWER:
-                raise SystemExit(f"the gateway answered {content!r}, expected the scripted answer")
+    return direct, chat, lengths
 
 
 async def turns_recorded(gateway_url: str) -> int:
@@ -281,107 +124,152 @@ async def turns_recorded(gateway_url: str) -> int:
     return int(line.split()[-1])
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+def journal_turns(path: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
 
 
-async def measure(routes: dict[str, Route], pids: dict[str, int], levels: list[int], requests: int,
-                  rounds: int) -> list[dict]:
-    """Per concurrency, run the paths alternately (same conversations for each); one row per
-    (concurrency, path) with the path's figures next to the direct path's."""
-    await check_answers(routes["gateway"])
-    next_conv = 1
-    rows = []
-    for concurrency in levels:
-        per_round = max(requests // rounds // TURNS, concurrency)
-        lat: dict[str, list[float]] = {name: [] for name in routes}
-        wall = dict.fromkeys(routes, 0.0)
-        cpu = {(name, who): 0.0 for name in routes for who in ("engine", "client", name, f"{name}_wait")}
-        warm = min(concurrency, 8)
-        for route in routes.values():  # warm-up: connections, caches, code paths
-            await _run(route, next_conv, warm, concurrency)
-        next_conv += warm
-        for _ in range(rounds):
-            for name, route in routes.items():
-                before = {k: cpu_seconds(p) for k, p in pids.items()}
-                latencies, seconds = await _run(route, next_conv, per_round, concurrency)
-                after = {k: cpu_seconds(p) for k, p in pids.items()}
-                lat[name] += latencies
-                wall[name] += seconds
-                for who in ("engine", "client", name):
-                    if who in pids:
-                        cpu[(name, who)] += after[who][0] - before[who][0]
-                if name in pids:
-                    cpu[(name, f"{name}_wait")] += after[name][1] - before[name][1]
-            next_conv += per_round
-        n = per_round * rounds * TURNS
-        d = lat["direct"]
-        for name in routes:
-            x = lat[name]
-            rows.append({
-                "concurrency": concurrency, "path": name, "requests": n,
-                "p50_ms": _pct(x, 0.5), "p99_ms": _pct(x, 0.99),
-                "added_p50_ms": _pct(x, 0.5) - _pct(d, 0.5), "added_p99_ms": _pct(x, 0.99) - _pct(d, 0.99),
-                "mean_added_ms": (statistics.fmean(x) - statistics.fmean(d)) * 1000,
-                "rps": n / wall[name], "throughput_ratio": wall["direct"] / wall[name],
-                "middle_cpu_ms_per_request": cpu[(name, name)] / n * 1000,
-                "middle_runqueue_wait_ms_per_request": cpu[(name, f"{name}_wait")] / n * 1000,
-                "engine_cpu_ms_per_request": cpu[(name, "engine")] / n * 1000,
-                "client_cpu_ms_per_request": cpu[(name, "client")] / n * 1000,
-            })
-    return rows
+def floor_of(path: str, paths: list[str]) -> str | None:
+    """The relay a middle path is compared with: the one on the same event loop."""
+    if path.startswith(("direct", "relay")):
+        return None
+    for suffix in ("-uvloop", "-asyncio"):
+        if path.endswith(suffix) and f"relay{suffix}" in paths:
+            return f"relay{suffix}"
+    return "relay" if "relay" in paths else None
 
 
-def print_report(args: argparse.Namespace, lengths: list[int], rows: list[dict], recorded: int, sent: int) -> None:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"setup: scripted engine, 27 tokens/answer streamed 1 token per event, {args.token_delay * 1000:g} ms per "
-          f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {args.journal}; "
-          f"{TURNS}-turn conversations, prompts {min(lengths)}-{max(lengths)} tokens "
-          f"(median {statistics.median(lengths):.0f}), half streamed, half with 2 tools; {args.rounds} alternating "
-          f"rounds per level; {os.cpu_count()} CPUs, load average {load[0]:.1f}; turns recorded {recorded}/{sent}")
-    print(f"{'conc':>4} {'path':>7} {'reqs':>5} {'p50/p99 ms':>17} {'added p50/p99 ms':>17} {'rps':>5} "
+def print_report(setup: str, rows: list[dict]) -> None:
+    print(setup)
+    print(f"{'conc':>4} {'path':>15} {'reqs':>5} {'p50/p99 ms':>17} {'added p50/p99 ms':>17} {'rps':>5} "
           f"{'ratio':>5} {'middle cpu/wait ms/req':>22} {'engine cpu':>10} {'client cpu':>10}")
     for r in rows:
-        middle = "" if r["path"] == "direct" else (
+        middle = "" if r["path"].startswith("direct") else (
             f"{r['middle_cpu_ms_per_request']:>9.2f} /{r['middle_runqueue_wait_ms_per_request']:>6.2f}")
-        print(f"{r['concurrency']:>4} {r['path']:>7} {r['requests']:>5} {r['p50_ms']:>8.2f} /{r['p99_ms']:>7.2f} "
+        print(f"{r['concurrency']:>4} {r['path']:>15} {r['requests']:>5} {r['p50_ms']:>8.2f} /{r['p99_ms']:>7.2f} "
               f"{r['added_p50_ms']:>8.2f} /{r['added_p99_ms']:>7.2f} {r['rps']:>5.0f} {r['throughput_ratio']:>5.2f} "
               f"{middle:>22} {r['engine_cpu_ms_per_request']:>10.2f} {r['client_cpu_ms_per_request']:>10.2f}")
+    by = {(r["concurrency"], r["path"]): r for r in rows}
+    paths = list(dict.fromkeys(r["path"] for r in rows))
+    lines = []
+    for (c, path), r in by.items():
+        floor = by.get((c, floor_of(path, paths) or ""))
+        if floor is None:
+            continue
+        lines.append(f"  c={c:<3} {path:>15} vs {floor['path']:<13}: CPU {r['middle_cpu_ms_per_request'] / floor['middle_cpu_ms_per_request']:.2f}x, "
+                     f"throughput {r['throughput_ratio'] / floor['throughput_ratio']:.2f}x, "
+                     f"added p50 {r['added_p50_ms'] - floor['added_p50_ms']:+.2f} ms")
+    if lines:
+        print("ratios to the relay on the same loop (issue 14's targets: CPU <= 1.5x and throughput >= 0.95x "
+              "at c=64, added p50 <= +1 ms at c=1):")
+        print("\n".join(lines))
+
+
+class Middles:
+    """The processes in the middle, started as the options ask: {path: (url, pids)}."""
+
+    def __init__(self, args: argparse.Namespace, engine_url: str, tmp: Path):
+        self.args, self.engine_url, self.tmp = args, engine_url, tmp
+        self.children: list[subprocess.Popen] = []
+        self.paths: dict[str, tuple[str, list[int]]] = {}
+        self.journals: dict[str, str] = {}
+
+    def _child(self, args: list[str]) -> tuple[subprocess.Popen, str]:
+        child, url = _start(args)
+        self.children.append(child)
+        return child, url
+
+    def gateway(self, name: str, loop: str, workers: int = 1) -> None:
+        journal = self.args.journal or str(self.tmp / f"{name}.sqlite")
+        merge = ["--no-merge-chunks"] if self.args.no_merge_chunks else []
+        common = ["--role", "gateway", "--model", self.args.model, "--engine-url", self.engine_url,
+                  "--journal", journal, "--loop", loop, *merge]
+        first, url = self._child([*common, *(["--reuse-port"] if workers > 1 else [])])
+        pids = [first.pid]
+        for _ in range(workers - 1):  # the others bind the first one's port (SO_REUSEPORT)
+            pids.append(self._child([*common, "--reuse-port", "--port", url.rsplit(":", 1)[1]])[0].pid)
+        self.paths[name] = (url, pids)
+        self.journals[name] = journal
+
+    def relay(self, name: str, loop: str, client: str = "own") -> None:
+        child, url = self._child(["--role", "relay", "--engine-url", self.engine_url, "--loop", loop,
+                                  "--relay-client", client])
+        self.paths[name] = (url, [child.pid])
+
+    def litellm(self) -> None:
+        child, url = start_litellm(self.args.peer_venv, self.engine_url, self.tmp)
+        self.children.append(child)
+        self.paths["litellm"] = (url, [child.pid])
+
+    def start_all(self) -> None:
+        args = self.args
+        loops = ["asyncio", "uvloop"] if args.loop == "both" else [eventloop.loop_name(args.loop)]
+        suffix = {"asyncio": "", "uvloop": "-uvloop"} if len(loops) > 1 else {loops[0]: ""}
+        for loop in loops:
+            self.gateway(f"gateway{suffix[loop]}", loop)
+        if args.workers > 1:
+            self.gateway(f"gateway-w{args.workers}{suffix[loops[-1]]}", loops[-1], args.workers)
+        if args.relay_floor:
+            for loop in loops:
+                self.relay(f"relay{suffix[loop]}", loop)
+        for client in args.relay_clients:
+            self.relay(f"relay-{client}{suffix[loops[-1]]}", loops[-1], client)
+        if args.peer == "litellm":
+            self.litellm()
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.terminate()
+        for child in self.children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     levels = args.concurrency
     conversations = 1 + sum(min(c, 8) + args.rounds * max(args.requests // args.rounds // TURNS, c) for c in levels)
-    children: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
-        journal = args.journal or str(Path(tmp) / "journal.sqlite")
-        args.journal = journal if args.journal else f"SQLite file ({journal})"
+        engine, engine_url = _start(["--role", "engine", "--model", args.model, "--token-delay", str(args.token_delay)])
+        middles = Middles(args, engine_url, Path(tmp))
         try:
-            engine, engine_url = _start(["--role", "engine", "--model", args.model, "--token-delay",
-                                         str(args.token_delay)])
-            children.append(engine)
-            merge = ["--no-merge-chunks"] if args.no_merge_chunks else []
-            gateway, gateway_url = _start(["--role", "gateway", "--model", args.model, "--engine-url", engine_url,
-                                           "--journal", journal, *merge])
-            children.append(gateway)
-            pids = {"engine": engine.pid, "gateway": gateway.pid, "client": os.getpid()}
-            direct, chat, lengths = build_paths(args.model, engine_url, gateway_url, conversations, args.max_tokens)
-            routes = {"direct": direct, "gateway": chat}
-            if args.relay_floor:  # the direct path's requests, through a byte relay
-                relay, relay_url = _start(["--role", "relay", "--engine-url", engine_url])
-                children.append(relay)
-                pids["relay"] = relay.pid
-                routes["relay"] = Route(f"{relay_url}/generate", direct.bodies)
+            middles.start_all()
+            direct, chat, lengths = build_bodies(args.model, conversations, args.max_tokens)
+            routes = {"direct": Route(f"{engine_url}/generate", direct)}
+            for name, (url, _) in middles.paths.items():
+                if name.startswith("relay"):
+                    routes[name] = Route(f"{url}/generate", direct)
+                else:
+                    routes[name] = Route(f"{url}/v1/chat/completions", chat, checked=True,
+                                         headers={"Authorization": f"Bearer {MASTER_KEY}"} if name == "litellm" else None)
+            if args.peer:  # the peer's engine face, directly: its own floor
+                routes["direct-oai"] = Route(f"{engine_url}/v1/chat/completions", chat, checked=True)
+            pids = {name: p for name, (_, p) in middles.paths.items()}
+            pids.update(engine=[engine.pid], client=[os.getpid()])
             gc.freeze()  # the load generator's collector pauses would hit every path as noise
             rows = asyncio.run(measure(routes, pids, levels, args.requests, args.rounds))
-            recorded = asyncio.run(turns_recorded(gateway_url))
+            recorded = {name: asyncio.run(turns_recorded(middles.paths[name][0])) if journal == ":memory:"
+                        else journal_turns(journal) for name, journal in middles.journals.items()}
+            if "litellm" in middles.paths:
+                time.sleep(1.0)  # its callbacks log after the answers left
+                recorded["litellm"] = calls_logged(Path(tmp))
         finally:
-            for child in children:
-                child.terminate()
-                child.wait(10)
-    sent = 2 + sum(TURNS * (min(r["concurrency"], 8)) + r["requests"] for r in rows if r["path"] == "gateway")
-    print_report(args, lengths, rows, recorded, sent)
+            middles.stop()
+            engine.terminate()
+            engine.wait(10)
+    sent = {name: 2 + sum(TURNS * min(r["concurrency"], 8) + r["requests"] for r in rows if r["path"] == name)
+            for name in recorded}
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    journal = args.journal or "a SQLite file per gateway path"
+    counts = ", ".join(f"{name} {recorded[name]}/{sent[name]}" for name in recorded)
+    print_report(
+        f"setup: scripted engine, 27 tokens/answer streamed 1 token per event, {args.token_delay * 1000:g} ms per "
+        f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {journal}; event loop "
+        f"{args.loop} ({eventloop.loop_name('auto')} when auto); {TURNS}-turn conversations, prompts "
+        f"{min(lengths)}-{max(lengths)} tokens (median {statistics.median(lengths):.0f}), half streamed, half with "
+        f"2 tools; {args.rounds} alternating rounds per level; {os.cpu_count()} CPUs, load average {load[0]:.1f}; "
+        f"turns recorded (logged, for the peer): {counts}", rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0 if recorded == sent else 1
@@ -403,23 +291,38 @@ def main() -> int:
     parser.add_argument("--relay-floor", action="store_true",
                         help="also measure a byte relay in the middle (the floor any Python process in the middle "
                              "costs on this machine)")
+    parser.add_argument("--loop", choices=(*eventloop.LOOPS, "both"), default="auto",
+                        help="event loop of the processes in the middle (both: each path on asyncio and on uvloop)")
+    parser.add_argument("--relay-clients", nargs="*", default=[], choices=RELAY_CLIENTS[1:],
+                        help="also relay over these library HTTP clients (vs the gateway's own, engine/http.py)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also measure N gateway processes on one port (SO_REUSEPORT) sharing one journal")
+    parser.add_argument("--peer", choices=("litellm",), help="also measure LiteLLM's proxy in front of an "
+                        "OpenAI-compatible face of the same engine (needs `make bench-peer`)")
+    parser.add_argument("--peer-venv", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "litellm-proxy",
+                        help="the virtual environment holding litellm[proxy] (default .cache/litellm-proxy)")
     parser.add_argument("--role", choices=("engine", "gateway", "relay"), help=argparse.SUPPRESS)
     parser.add_argument("--engine-url", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-client", default="own", choices=RELAY_CLIENTS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.workers > 1 and args.journal == ":memory:":
+        parser.error("--workers shares one journal file between the processes: not with --journal :memory:")
     if args.model is None:
         from slime_openclaw.local.model.tiny_model import ensure_default_model
 
         args.model = str(ensure_default_model())
     if args.role == "engine":
-        engine_child(args.model, args.token_delay)
-        return 0
-    if args.role == "gateway":
-        gateway_child(args.model, args.engine_url, args.journal, not args.no_merge_chunks)
-        return 0
-    if args.role == "relay":
-        relay_child(args.engine_url)
-        return 0
-    return run_benchmark(args)
+        engine_child(args.model, args.token_delay, ANSWER)
+    elif args.role == "gateway":
+        gateway_child(args.model, args.engine_url, args.journal, not args.no_merge_chunks, args.loop,
+                      args.port, args.reuse_port)
+    elif args.role == "relay":
+        relay_child(args.engine_url, args.relay_client, args.loop)
+    else:
+        return run_benchmark(args)
+    return 0
 
 
 if __name__ == "__main__":

@@ -134,6 +134,49 @@ async def test_read_timeout(server: tuple[HttpPool, Counting]) -> None:
         await pool.request("GET", "/slow", read_timeout=0.1)
 
 
+async def test_one_watchdog_times_out_each_waiting_read_and_rests_when_none_waits(
+        server: tuple[HttpPool, Counting]) -> None:
+    pool, _ = server
+    started = asyncio.get_running_loop().time()
+    results = await asyncio.gather(*(pool.request("GET", "/slow", read_timeout=0.2) for _ in range(3)),
+                                   return_exceptions=True)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert all(isinstance(r, TimeoutError) for r in results)
+    assert 0.2 <= elapsed < 0.9  # within a tick (a quarter of the timeout) after it, not the server's 1 s
+    watchdog = pool._watchdog
+    await eventually(lambda: watchdog._timer is None, "the watchdog at rest", timeout_s=2.0)  # no timer runs
+    async with await pool.request("POST", "/echo", b"abc", read_timeout=0.2) as response:
+        assert await response.read() == b"cba"  # a read that gets its data in time is not expired
+
+
+def test_the_pool_runs_on_uvloop() -> None:
+    """uvloop's transports are not asyncio.Transport subclasses and it calls ``connection_made``
+    after ``create_connection`` returns: both once broke the pool."""
+    pytest.importorskip("uvloop")
+    from slime_openclaw.gateway import eventloop
+
+    async def main() -> None:
+        counting = Counting()
+        runner = web.AppRunner(counting.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        pool = HttpPool(f"http://127.0.0.1:{runner.addresses[0][1]}")
+        try:
+            for _ in range(2):
+                async with await pool.request("GET", "/stream") as response:
+                    body = b"".join([piece async for piece in response.chunks()])
+                assert body.endswith(b"data: [DONE]\n\n")
+            with pytest.raises(TimeoutError):
+                await pool.request("GET", "/slow", read_timeout=0.1)
+            assert counting.connections == 1  # one connection, kept alive, carried all three
+        finally:
+            pool.close()
+            await runner.cleanup()
+
+    assert eventloop.loop_name("uvloop") == "uvloop"
+    eventloop.run(main(), loop="uvloop")
+
+
 async def test_connect_refused_is_a_connect_error() -> None:
     probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = probe.sockets[0].getsockname()[1]

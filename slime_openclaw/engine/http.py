@@ -25,17 +25,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Coroutine, Mapping
+from typing import Any, cast
 from urllib.parse import urlsplit
+
+from slime_openclaw.engine.http_framing import ProtocolError, parse_head, take_chunks
 
 
 class ConnectError(OSError):
     """No connection to the server could be made."""
-
-
-class ProtocolError(ValueError):
-    """The server's answer is not valid HTTP/1.x."""
 
 
 _MAX_HEAD = 64 * 1024
@@ -44,16 +42,18 @@ _MAX_HEAD = 64 * 1024
 class _Connection(asyncio.Protocol):
     """One TCP connection: buffers what arrives and wakes the one reader waiting for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, watchdog: _Watchdog) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.closed = False
         self.idle_since = 0.0
+        self.deadline = 0.0
+        """When the read waiting now times out (loop time; the watchdog checks it)."""
         self._waiter: asyncio.Future[None] | None = None
+        self._watchdog = watchdog
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -73,19 +73,25 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def expire(self) -> None:
+        """The watchdog found the read waiting past its deadline."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError("no data from the server within the read timeout"))
+
     async def wait(self, timeout: float | None) -> None:
         """Until more data arrived or the connection ended (``TimeoutError`` after ``timeout``)."""
         if self.closed:
             return
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        if timeout is not None:
+            self._watchdog.watch(self, timeout)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            if timeout is not None:
+                self._watchdog.waiting.discard(self)
 
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
@@ -96,9 +102,48 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("no data from the server within the read timeout"))
+class _Watchdog:
+    """The read timeouts of one pool's connections: one timer for all of them.
+
+    A timer per wait (``call_later`` and its cancel, twice per streamed chunk) cost more
+    than anything else the client does per chunk; instead a waiting read records its
+    deadline, and one timer, running only while some read waits, expires those past it
+    every ``tick`` (a quarter of the shortest timeout seen, at most 1 s): a read times out
+    between its timeout and that plus one tick.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: set[_Connection] = set()
+        self.tick = 1.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, conn: _Connection, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        conn.deadline = loop.time() + timeout
+        self.waiting.add(conn)
+        if timeout < 4 * self.tick:
+            self.tick = max(timeout / 4, 0.001)
+        if self._timer is None or self._loop is not loop:  # (a pool used from a later event loop)
+            self._loop = loop
+            self._timer = loop.call_later(self.tick, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self.waiting:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in [c for c in self.waiting if c.deadline <= now]:
+            self.waiting.discard(conn)
+            conn.expire()
+        if self.waiting:
+            self._timer = loop.call_later(self.tick, self._check)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class HttpResponse:
@@ -144,9 +189,18 @@ class HttpResponse:
         conn = self._conn
         if conn is None:
             return
-        if self._chunked:
-            async for piece in self._dechunk(conn):
-                yield piece
+        if self._chunked:  # inline, not a nested generator: it runs once per streamed chunk
+            while True:
+                pieces, done = take_chunks(conn.buffer)
+                self._ended = done
+                if pieces:
+                    yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                if done:
+                    break
+                if not pieces:
+                    if conn.closed:
+                        raise ConnectionError("the server closed the connection before the response ended")
+                    await conn.wait(self._read_timeout)
         elif self._remaining is not None:
             while self._remaining > 0:
                 piece = await self._take(conn, self._remaining)
@@ -178,19 +232,6 @@ class HttpResponse:
             del buf[:limit]
         return piece
 
-    async def _dechunk(self, conn: _Connection) -> AsyncIterator[bytes]:
-        while True:
-            pieces, done = _take_chunks(conn.buffer)
-            self._ended = done
-            if pieces:
-                yield b"".join(pieces)
-            if done:
-                return
-            if not pieces:
-                if conn.closed:
-                    raise ConnectionError("the server closed the connection before the response ended")
-                await conn.wait(self._read_timeout)
-
     def finish_in_background(self, timeout: float = 2.0) -> None:
         """The caller has all it needs although the body has not ended (an SSE stream's last event
         came, its end marker may still be on the way): read the rest in the background, then
@@ -202,7 +243,7 @@ class HttpResponse:
             self._release()
             return
         if self._chunked:
-            _, done = _take_chunks(conn.buffer)
+            _, done = take_chunks(conn.buffer)
             if done:
                 self._release()
                 return
@@ -262,6 +303,7 @@ class HttpPool:
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._fixed_headers = f"Host: {host}\r\nAccept: */*\r\n{extra}".encode("latin-1")
         self._idle: list[_Connection] = []
+        self._watchdog = _Watchdog()
         self._background: set[asyncio.Task[None]] = set()
 
     async def request(self, method: str, path: str, body: bytes | None = None, *,
@@ -304,7 +346,7 @@ class HttpPool:
             if end >= 0:
                 head = bytes(buf[:end]).decode("latin-1")
                 del buf[:end + 4]
-                status, reason, headers = _parse_head(head)
+                status, reason, headers = parse_head(head)
                 if 100 <= status < 200:  # an interim answer: the real one follows
                     continue
                 return HttpResponse(self, conn, status, reason, headers, read_timeout)
@@ -328,12 +370,13 @@ class HttpPool:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(_Connection, self.host, self.port, ssl=self._ssl), self.connect_timeout)
+            transport, conn = await asyncio.wait_for(loop.create_connection(
+                lambda: _Connection(self._watchdog), self.host, self.port, ssl=self._ssl), self.connect_timeout)
         except asyncio.TimeoutError:
             raise ConnectError(f"no connection to {self.host}:{self.port} within {self.connect_timeout:g}s") from None
         except OSError as exc:
             raise ConnectError(exc.errno, exc.strerror or str(exc)) from exc
+        conn.transport = conn.transport or cast(asyncio.Transport, transport)  # uvloop: connection_made comes later
         return conn
 
     def release(self, conn: _Connection) -> None:
@@ -354,54 +397,15 @@ class HttpPool:
         """Close the idle connections and stop background drains (responses still being read close
         theirs when done)."""
         idle, self._idle = self._idle, []
+        self._watchdog.stop()
         for conn in idle:
             conn.close()
         for task in list(self._background):
             task.cancel()
 
 
-def _take_chunks(buf: bytearray) -> tuple[list[bytes], bool]:
-    """Remove the complete chunks of a chunked body from ``buf``: (their data, whether the body ended)."""
-    pieces: list[bytes] = []
-    while True:
-        end = buf.find(b"\r\n")
-        if end < 0:
-            return pieces, False
-        try:
-            size = int(bytes(buf[:end]).split(b";", 1)[0], 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size line {bytes(buf[:end][:40])!r}") from None
-        if size == 0:
-            trailer = buf.find(b"\r\n\r\n", end)
-            if trailer < 0:
-                return pieces, False
-            del buf[:trailer + 4]
-            return pieces, True
-        if len(buf) < end + 2 + size + 2:
-            return pieces, False
-        pieces.append(bytes(buf[end + 2:end + 2 + size]))
-        del buf[:end + 2 + size + 2]
-
-
 class _ClosedBeforeAnswer(Exception):
     """The connection ended before any byte of a response."""
 
 
-def _parse_head(head: str) -> tuple[int, str, dict[str, str]]:
-    lines = head.split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise ProtocolError(f"bad status code in {lines[0][:80]!r}") from None
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise ProtocolError(f"bad header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    if parts[0] == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
-        headers["connection"] = "close"
-    return status, parts[2] if len(parts) > 2 else "", headers
+__all__ = ["ConnectError", "HttpPool", "HttpResponse", "ProtocolError"]

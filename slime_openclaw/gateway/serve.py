@@ -41,6 +41,7 @@ from slime_openclaw.config import GatewayConfig, OpenClawConfig
 from slime_openclaw.engine.child import EngineChild
 from slime_openclaw.engine.client import EngineClient
 from slime_openclaw.errors import ConfigError, EngineError
+from slime_openclaw.gateway import eventloop
 from slime_openclaw.gateway.app import GatewaySettings
 from slime_openclaw.gateway.auth import check_bind
 from slime_openclaw.gateway.chat import ChatSettings
@@ -95,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="log level (request text is never logged)")
     parser.add_argument("--engine-max-running", type=int, default=16, help="embedded engine: concurrent requests")
+    parser.add_argument("--event-loop", choices=eventloop.LOOPS, default="auto",
+                        help="the gateway's event loop: auto (uvloop when installed, else asyncio's), uvloop, asyncio")
 
 
 _FLAG_KEYS = {"max_concurrency": "max_inflight", "session_ttl": "session_ttl_s", "max_sessions": "max_sessions",
@@ -216,11 +219,13 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_bind(args.host, args.api_key)
     openclaw_config(args)  # a bad --config fails here, before any engine starts
+    loop = getattr(args, "event_loop", "auto")
+    eventloop.loop_factory(loop)  # so does --event-loop uvloop without uvloop
     model = Path(args.model) if args.model else None
     if model is not None and not model.is_dir():
         raise ConfigError(f"--model {model} is not a directory")
     if not args.embedded:
-        asyncio.run(_serve_until_stopped(args, args.engine_url, model))
+        eventloop.run(_serve_until_stopped(args, args.engine_url, model), loop=loop)
         return 0
     if model is None:
         from slime_openclaw.local.model.tiny_model import ensure_default_model
@@ -228,5 +233,5 @@ def run(args: argparse.Namespace) -> int:
         model = ensure_default_model()
     args.engine_api_key = args.engine_api_key or secrets.token_urlsafe(32)
     with EngineChild(model, args.engine_max_running, api_key=args.engine_api_key) as child:
-        asyncio.run(_serve_until_stopped(args, child.url, model, child))
+        eventloop.run(_serve_until_stopped(args, child.url, model, child), loop=loop)
     return 0
