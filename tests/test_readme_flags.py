@@ -23,9 +23,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 RECIPES = ("binary_rl", "opd", "combine", "opd_topk")
 NEEDED = {"--custom-config-path", "--disable-rollout-global-dataset", "--n-samples-per-prompt",
           "--disable-rewards-normalization", "--advantage-estimator", "--use-opd", "--opd-type", "--loss-type",
-          "--save-interval", "--rollout-max-response-len", "--use-tis"}
+          "--save-interval", "--rollout-max-response-len", "--use-tis", "--router-policy"}
 """Flags without a ``slime_openclaw.`` value that the plugin's run needs (guards, slime's own
-checks, the OPD wiring, slime's off-policy correction, the training-side length cap)."""
+checks, the OPD wiring, slime's off-policy correction, the training-side length cap, session-affine routing)."""
 
 
 def readme_block() -> str:

@@ -179,3 +179,16 @@ def test_an_unwritable_run_directory_costs_the_file_not_the_gateway(tmp_path: Pa
     args = argparse.Namespace(custom_config_path=str(blocked / "openclaw.yaml"))
     record = address.publish(gateway_config(tmp_path), "http://127.0.0.1:5555/v1", args)
     assert record["url"] == "http://127.0.0.1:5555/v1" and not (blocked / "gateway.json").exists()
+
+
+def test_live_flags_only_with_the_live_rollout(tmp_path: Path) -> None:
+    from slime_openclaw.slime.recipe import compose, load_recipe
+    from tests.test_launch import QWEN3, hf_dir
+
+    checkpoint = hf_dir(tmp_path / "hf", QWEN3)
+    for name, live in (("combine", True), ("terminal", False)):
+        command = compose(load_recipe(name), hf_checkpoint=checkpoint, run_dir=tmp_path / name,
+                          train_script="train_async.py", model_args=[]).command
+        pairs = {(command[i], command[i + 1]) for i in range(len(command) - 1)}
+        assert (("--router-policy", "manual") in pairs) is live
+        assert (("--data-source-path", "slime_openclaw.slime.rollout.LiveDataSource") in pairs) is live

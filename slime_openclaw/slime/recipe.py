@@ -33,6 +33,10 @@ RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
 SECTIONS = ("description", "resources", "slime", "openclaw")
 RESOURCE_KEYS = {"actor_gpus": int, "rollout_gpus": int, "judge_gpus": int, "judge_model": str, "gpus_per_engine": int}
 ROLLOUT_FUNCTION = guards.PERSONAL_ROLLOUT
+ROUTER_POLICY = "manual"
+"""The SGLang router policy that routes by the gateway's ``X-SMG-Routing-Key`` (the session):
+every turn of a session reaches the engine holding its prefix cache (sticky by key; the
+router slime pins, sglang-router 0.3.2, offers no ``consistent_hashing`` on its command line)."""
 DATA_SOURCE = "slime_openclaw.slime.rollout.LiveDataSource"
 """Starts the gateway when slime builds its RolloutManager (with our rollout function only;
 the same path as ``slime.rollout.DATA_SOURCE``, which this module does not import)."""
@@ -179,6 +183,7 @@ def compose(
     base.update(flags)  # the recipe (and --set slime.*) may override any default above
     if base["rollout-function-path"] == ROLLOUT_FUNCTION:
         base.setdefault("data-source-path", DATA_SOURCE)
+        base.setdefault("router-policy", ROUTER_POLICY)
     guards.check(guards.settings_from_flags(base))
     resumed = resume_dir(base, explicit_load="load" in flags)
     if resumed is not None:
