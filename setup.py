@@ -14,13 +14,15 @@ setup(
     package_data={"slime_openclaw": ["py.typed"]},
     install_requires=[
         # torch is pinned and installed first by the Makefile (a bare requirement would
-        # pull CUDA wheels on a CPU machine); this range accepts the pinned build.
-        "torch>=2.4",
+        # pull CUDA wheels on a CPU machine). Ranges are what is tested: torch 2.13 (CI) down
+        # to 2.11 (what slime's SGLang pin installs); transformers 5.24 (CI) and 5.12.1
+        # (SGLang's pin; the engine's KV-cache keyword differs, engine/kv.py).
+        "torch>=2.11,<2.14",
         "aiohttp>=3.9",
         "omegaconf>=2.3",
         "pyyaml>=6",
-        "transformers>=4.45",
-        "tokenizers>=0.19",
+        "transformers>=5.12.1,<6",
+        "tokenizers>=0.22,<0.24",
         "safetensors>=0.4",
         "numpy>=1.26",
         "orjson>=3.9",
@@ -46,9 +48,12 @@ setup(
         # the gui environment: Playwright drives Debian's /usr/bin/chromium; MiniWoB++ pages
         "gui": ["playwright>=1.45", "miniwob>=1.0"],
         "demo": ["openai>=1.40", "matplotlib>=3.8"],
-        # The cluster path; never installed in CI. slime itself installs from its git
-        # repository (the PyPI name "slime" is an unrelated project).
-        "gpu": ["megatron-core", "sglang", "transformer-engine"],
+        # The cluster path; never installed in CI. The versions slime 624b824a runs with
+        # (its docker/Dockerfile). Not here: slime itself (git; the PyPI name "slime" is an
+        # unrelated project) and Megatron-LM, which slime needs at commit 1dcf0daf with its
+        # docker/patch/latest/megatron*.patch applied (PyPI megatron-core is not that):
+        # README "Install" says how.
+        "gpu": ["sglang==0.5.15.post1", "transformer_engine[pytorch]==2.16.1"],
     },
     entry_points={"console_scripts": ["slime-openclaw=slime_openclaw.cli:main"]},
 )

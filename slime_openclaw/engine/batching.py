@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from slime_openclaw.engine import kv
+
 
 def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """``(keys, values)`` per layer of a plain dynamic cache, or None if it is not one."""
@@ -60,18 +62,18 @@ def decode_step(model: Any, tokens: list[int], caches: list[Any]) -> tuple[torch
     mask = torch.ones(len(tokens), longest + 1, dtype=torch.long)
     for row, n in enumerate(lengths):
         mask[row, : longest - n] = 0
-    out = model(
+    logits, grown = kv.forward(
+        model,
+        batched,
         input_ids=torch.tensor(tokens, dtype=torch.long).unsqueeze(-1),
         attention_mask=mask,
         position_ids=torch.tensor(lengths, dtype=torch.long).unsqueeze(-1),
-        past_key_values=batched,
-        use_cache=True,
     )
     new_caches = []
     for row, n in enumerate(lengths):
         cache = DynamicCache()
-        for index, layer in enumerate(out.past_key_values.layers):
+        for index, layer in enumerate(grown.layers):
             cut = longest - n
             cache.update(layer.keys[row : row + 1, :, cut:].clone(), layer.values[row : row + 1, :, cut:].clone(), index)
         new_caches.append(cache)
-    return out.logits[:, -1], new_caches
+    return logits[:, -1], new_caches

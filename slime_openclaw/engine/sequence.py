@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from slime_openclaw.engine import sampling
+from slime_openclaw.engine import kv, sampling
 from slime_openclaw.engine.textstream import TextStream
 from slime_openclaw.errors import RequestError
 
@@ -141,14 +141,12 @@ class Sequence:
         want_input = not self._input_done
         start = self._start_len() if want_input else len(self.tokens) - 1
         keep = len(self.tokens) - start
-        use_cache = self.max_new_tokens > 0
-        cache = DynamicCache() if use_cache else None
-        out = model(input_ids=ids, past_key_values=cache, use_cache=use_cache, logits_to_keep=keep)
-        logits = out.logits[0]  # positions start .. L-1
+        cache = DynamicCache() if self.max_new_tokens > 0 else None
+        all_logits, self.cache = kv.forward(model, cache, input_ids=ids, logits_to_keep=keep)
+        logits = all_logits[0]  # positions start .. L-1
         if want_input:
             self._pending_input = self._input_logprobs(logits, start)
             self._input_done = True
-        self.cache = out.past_key_values if use_cache else None
         self.next_logits = logits[-1]
         self.logits_version = version
 
@@ -210,10 +208,8 @@ class Sequence:
 
     def forward_pending(self, model: Any, version: int) -> None:
         """Forward the sampled token alone, extending this sequence's KV cache."""
-        out = model(
-            input_ids=torch.tensor([[self.pending_token]], dtype=torch.long), past_key_values=self.cache, use_cache=True
-        )
-        self.set_decoded(out.logits[0, -1], out.past_key_values, version)
+        logits, cache = kv.forward(model, self.cache, input_ids=torch.tensor([[self.pending_token]], dtype=torch.long))
+        self.set_decoded(logits[0, -1], cache, version)
 
     def set_decoded(self, logits: torch.Tensor, cache: Any, version: int) -> None:
         """Install the result of forwarding ``pending_token`` (alone or in a batch)."""
