@@ -42,12 +42,16 @@ setup(
             "hypothesis>=6.100",
             # serve's default event loop when installed (the tests cover it and asyncio's)
             "uvloop>=0.19; sys_platform != 'win32'",
+            # the Ray environment pool (its tests start a local Ray on 127.0.0.1)
+            "ray>=2.40",
         ],
         # the gateway's faster event loop (serve --event-loop auto takes it when installed)
         "fast": ["uvloop>=0.19; sys_platform != 'win32'"],
         # the gui environment: Playwright drives Debian's /usr/bin/chromium; MiniWoB++ pages
         "gui": ["playwright>=1.45", "miniwob>=1.0"],
         "demo": ["openai>=1.40", "matplotlib>=3.8"],
+        # openclaw_env_pool: ray (environments on Ray actors; slime's cluster already has it)
+        "ray": ["ray>=2.40"],
         # The cluster path; never installed in CI. The versions slime 624b824a runs with
         # (its docker/Dockerfile). Not here: slime itself (git; the PyPI name "slime" is an
         # unrelated project) and Megatron-LM, which slime needs at commit 1dcf0daf with its

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slime_openclaw.config_agent import AgentConfig
+from slime_openclaw.config_envpool import EnvPoolConfig
 from slime_openclaw.config_values import coerce, is_loopback, positive, resolve_mode
 from slime_openclaw.config_values import load_yaml_mapping as load_yaml_mapping
 from slime_openclaw.config_values import parse_override as parse_override
@@ -208,6 +209,7 @@ class OpenClawConfig:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    env: EnvPoolConfig = field(default_factory=EnvPoolConfig)
 
     @property
     def uses_judge(self) -> bool:
@@ -396,6 +398,7 @@ _SECTIONS: dict[str, type] = {
     "gateway": GatewayConfig,
     "journal": JournalConfig,
     "agent": AgentConfig,
+    "env": EnvPoolConfig,
 }
 
 

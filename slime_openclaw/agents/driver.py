@@ -7,6 +7,8 @@ the environment's answer, which is therefore that turn's next state. When the en
 says done, one closing request carries the last answer with ``X-Session-Done: 1`` (so the
 last turn gets its next state; its own one-token reply is never trained), then
 ``env.outcome()`` is recorded on the session with ``POST /v1/sessions/{id}/outcome``.
+An ``EnvironmentFailure`` (the environment, not the agent, failed) ends the episode with
+``end_reason == "env_failure"`` and no outcome: nothing of it is trained.
 
 Nothing rewards a harness action: when a request fails, the episode times out or runs out
 of turns, the driver sends the environment nothing on the agent's behalf; the outcome is
@@ -25,8 +27,8 @@ from typing import Any
 import aiohttp
 import openai
 
-from slime_openclaw.agents.episode import EpisodeRecord, StepRecord
-from slime_openclaw.envs.base import Environment, Message, Outcome
+from slime_openclaw.agents.episode import ENV_FAILURE, EpisodeRecord, StepRecord
+from slime_openclaw.envs.base import Environment, EnvironmentFailure, Message, Observation, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -113,28 +115,22 @@ async def _relay(env: Environment, client: _Client, messages: list[Message], too
 
 async def run_episode(env: Environment, task: dict[str, Any], settings: DriverSettings, *, episode_id: str,
                       group: str, api: openai.AsyncOpenAI | None = None) -> EpisodeRecord:
-    """Run one episode of ``task`` through the gateway (see the module docstring)."""
+    """Run one episode of ``task`` through the gateway (see the module docstring).
+
+    When the environment fails (``EnvironmentFailure``: its actor died, a call ran past its
+    limit, its lease was reclaimed), the episode ends with ``end_reason == "env_failure"``,
+    no closing request and no outcome recorded: it is not the agent's result.
+    """
     own = api is None
     api = api or openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=0,
                                     timeout=settings.request_timeout_s)
     client = _Client(api, settings, episode_id)
     steps: list[StepRecord] = []
-    error = ""
+    opening: tuple[Message, ...] = ()
     try:
         observation = await env.reset(task)
-        messages: list[Message] = list(observation.messages)
-        try:
-            end = await asyncio.wait_for(_relay(env, client, messages, list(observation.tools), steps,
-                                                settings.max_turns), settings.episode_timeout_s)
-        except asyncio.TimeoutError:
-            end = "timeout"
-        except (openai.APIError, aiohttp.ClientError) as exc:
-            end, error = "request_failed", f"{type(exc).__name__}: {getattr(exc, 'status_code', '')}".rstrip(": ")
-        if end == "done" and steps and steps[-1].answer:
-            try:  # the last answer reaches the gateway: it is the last turn's next state
-                await client.turn(messages, list(observation.tools), done=True)
-            except (openai.APIError, aiohttp.ClientError) as exc:
-                error = f"closing request failed: {type(exc).__name__}"
+        opening = tuple(observation.messages)
+        end, error = await _play(env, client, observation, steps, settings)
         outcome = await env.outcome()
         recorded = False
         if settings.train and client.ok:
@@ -144,9 +140,42 @@ async def run_episode(env: Environment, task: dict[str, Any], settings: DriverSe
             except (aiohttp.ClientError, RuntimeError, asyncio.TimeoutError) as exc:
                 error = error or str(exc)[:200]
                 log.warning("episode %s: %s", episode_id, error)
+    except EnvironmentFailure as exc:
+        log.warning("episode %s: environment failure: %s", episode_id, exc)
+        return env_failure_record(task, episode_id, group, str(exc), opening=opening, steps=steps,
+                                  requests_ok=client.ok, requests_failed=client.failed)
     finally:
         if own:
             await api.close()
-    return EpisodeRecord(episode_id=episode_id, task=task, group=group, opening=tuple(observation.messages),
+    return EpisodeRecord(episode_id=episode_id, task=task, group=group, opening=opening,
                          steps=tuple(steps), outcome=outcome, end_reason=end, requests_ok=client.ok,
                          requests_failed=client.failed, outcome_recorded=recorded, error=error)
+
+
+async def _play(env: Environment, client: _Client, observation: Observation, steps: list[StepRecord],
+                settings: DriverSettings) -> tuple[str, str]:
+    """The agent's turns and the closing request; (end reason, error)."""
+    messages: list[Message] = list(observation.messages)
+    error = ""
+    try:
+        end = await asyncio.wait_for(_relay(env, client, messages, list(observation.tools), steps,
+                                            settings.max_turns), settings.episode_timeout_s)
+    except asyncio.TimeoutError:
+        end = "timeout"
+    except (openai.APIError, aiohttp.ClientError) as exc:
+        end, error = "request_failed", f"{type(exc).__name__}: {getattr(exc, 'status_code', '')}".rstrip(": ")
+    if end == "done" and steps and steps[-1].answer:
+        try:  # the last answer reaches the gateway: it is the last turn's next state
+            await client.turn(messages, list(observation.tools), done=True)
+        except (openai.APIError, aiohttp.ClientError) as exc:
+            error = f"closing request failed: {type(exc).__name__}"
+    return end, error
+
+
+def env_failure_record(task: dict[str, Any], episode_id: str, group: str, why: str, *,
+                       opening: tuple[Message, ...] = (), steps: list[StepRecord] | None = None,
+                       requests_ok: int = 0, requests_failed: int = 0) -> EpisodeRecord:
+    """The record of an episode its environment failed (``end_reason == "env_failure"``)."""
+    return EpisodeRecord(episode_id=episode_id, task=task, group=group, opening=opening, steps=tuple(steps or ()),
+                         outcome=Outcome(0.0, False, {ENV_FAILURE: why}), end_reason=ENV_FAILURE,
+                         requests_ok=requests_ok, requests_failed=requests_failed, error=why[:500])

@@ -12,6 +12,9 @@ from typing import Any
 
 from slime_openclaw.envs.base import Message, Outcome
 
+ENV_FAILURE = "env_failure"
+"""``EpisodeRecord.end_reason`` of an episode its environment failed (never trained)."""
+
 
 @dataclass(frozen=True)
 class StepRecord:
@@ -42,13 +45,19 @@ class EpisodeRecord:
     steps: tuple[StepRecord, ...]
     outcome: Outcome
     end_reason: str
-    """``done`` (the environment ended it), ``max_turns``, ``timeout`` or ``request_failed``."""
+    """``done`` (the environment ended it), ``max_turns``, ``timeout``, ``request_failed`` or
+    ``env_failure`` (the environment failed: no outcome recorded, nothing trained)."""
     requests_ok: int = 0
     requests_failed: int = 0
     outcome_recorded: bool = False
     """Whether the gateway accepted the outcome on the session."""
     error: str = ""
     """What failed, when a request or the outcome post did (no user text)."""
+
+    @property
+    def env_failed(self) -> bool:
+        """Whether the environment, not the agent, ended the episode (see ``ENV_FAILURE``)."""
+        return self.end_reason == ENV_FAILURE
 
     @property
     def task_text(self) -> str:

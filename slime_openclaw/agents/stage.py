@@ -17,7 +17,9 @@ gets the outcome term and any environment-signal verdict, no model judgment.
 ``record_group`` standardizes a task group's rewards (``openclaw_agent_normalization``) and
 records each step's verdict, hint and sample with ``record_signals`` (the turn becomes
 READY; the local trainer drains it like any sample); steps without signal, the closing
-turn and turns that never got a next state are discarded with a reason. The slime path
+turn and turns that never got a next state are discarded with a reason; so is every turn
+of an episode its environment failed (``env_failure``: not the agent's fault, never
+trained; its task group is normalized without it). The slime path
 calls ``judge_episode`` and keeps raw rewards (its hook normalizes, slime/agent_*.py).
 """
 
@@ -79,6 +81,11 @@ def _matches(record: TurnRecord | None, step: StepRecord) -> bool:
         len(said.get("tool_calls") or ()) == len(step.reply.get("tool_calls") or ())
 
 
+def env_failure_reason(episode: EpisodeRecord) -> str:
+    """The discard reason of an environment-failed episode's turns (the journal keeps why)."""
+    return f"environment failure: {episode.error}"[:300]
+
+
 class EpisodeSignals:
     """The signal stage of general agents over one journal (see the module docstring)."""
 
@@ -99,7 +106,11 @@ class EpisodeSignals:
         return recorded.score if recorded is not None else episode.outcome.score
 
     async def judge_episode(self, episode: EpisodeRecord) -> list[JudgedStep]:
-        """Every step whose turn is recorded with its next state, judged; in turn order."""
+        """Every step whose turn is recorded with its next state, judged; in turn order.
+
+        None for an episode its environment failed: it says nothing about the agent."""
+        if episode.env_failed:
+            return []
         score = self.outcome_score(episode)
         judged = []
         for step in episode.steps:
@@ -150,6 +161,10 @@ class EpisodeSignals:
             self._discard_rest(episode, {j.turn_key for j in judged})
         return sum(1 for s in samples if s is not None)
 
+    def discard_episode(self, episode: EpisodeRecord) -> None:
+        """Discard every open turn of ``episode`` with its reason (an environment failure's)."""
+        self._discard_rest(episode, set())
+
     def _discard_rest(self, episode: EpisodeRecord, done: set[str]) -> None:
         """The closing turn and any turn of the episode left without a sample path."""
         for index in range(len(episode.steps) + 1):
@@ -157,5 +172,6 @@ class EpisodeSignals:
             record = self.journal.get(key)
             if key in done or record is None or record.state not in (TurnState.SERVED, TurnState.OBSERVED):
                 continue
-            reason = "episode closing turn" if index == len(episode.steps) else "step not judged"
+            reason = env_failure_reason(episode) if episode.env_failed else \
+                "episode closing turn" if index == len(episode.steps) else "step not judged"
             self.journal.discard(key, reason)

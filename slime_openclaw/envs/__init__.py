@@ -4,14 +4,24 @@
   ``Step.info`` signal keys (``SIGNAL_KEYS``);
 - ``registry``: built-in short names, dotted-path loading, typed ``--env-arg`` values,
   the picklable ``EnvSpec``;
-- ``tasks``: the JSON-lines task reader.
+- ``tasks``: the JSON-lines task reader;
+- ``pool``: where environments run (in-process or on Ray actors), with leases, time limits
+  and idempotent steps (imports ray only for the Ray pool).
 
 Built-ins live in their own modules (``terminal``, ``toolcall``, ``gui``, ``swe``) and are imported only
 when named, so importing this package stays cheap. This package knows nothing about the
 gateway; the episode driver lives with the agents' loop.
 """
 
-from slime_openclaw.envs.base import SIGNAL_KEYS, Environment, Message, Observation, Outcome, Step
+from slime_openclaw.envs.base import (
+    SIGNAL_KEYS,
+    Environment,
+    EnvironmentFailure,
+    Message,
+    Observation,
+    Outcome,
+    Step,
+)
 from slime_openclaw.envs.registry import (
     BUILTIN,
     EnvSpec,
@@ -28,6 +38,7 @@ __all__ = [
     "SIGNAL_KEYS",
     "EnvSpec",
     "Environment",
+    "EnvironmentFailure",
     "Message",
     "Observation",
     "Outcome",

@@ -3,7 +3,8 @@
 An episode is ``reset(task)`` -> ``Observation`` (the opening chat messages and the tool
 schemas), then ``step(reply)`` -> ``Step`` once per assistant reply until ``Step.done``,
 then ``outcome()`` -> ``Outcome`` (what the environment measures, never what the driver
-did), then ``close()``. The environment knows nothing about the gateway, tokens or
+did), then ``close()``. A call that fails because of the environment itself (not the agent)
+raises ``EnvironmentFailure``. The environment knows nothing about the gateway, tokens or
 training: the episode driver relays messages, and the environment's answer to a step is
 that turn's next state.
 
@@ -75,6 +76,15 @@ class Outcome:
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
             raise ValueError(f"Outcome.score must be in [0, 1], got {self.score}")
+
+
+class EnvironmentFailure(RuntimeError):
+    """The environment itself failed (its actor died, a call ran past its time limit, its host
+    lost the lease): the episode ends as an environment failure, never the agent's fault.
+
+    The driver ends the episode with ``end_reason == "env_failure"``, records no outcome and
+    its turns train nothing (the signal stage discards them with the reason).
+    """
 
 
 class Environment(abc.ABC):

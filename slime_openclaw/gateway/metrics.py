@@ -8,6 +8,7 @@ only, never request text.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -75,6 +76,8 @@ class GatewayMetrics:
     """Answers withheld (error to the client) because their turn could not be recorded."""
     journal_ok: int = 1
     """1 while the journal can record, 0 while its storage is failing."""
+    collectors: list[Callable[[], str]] = field(default_factory=list)
+    """More exposition text appended to ``render()`` (the environment pool's metrics)."""
 
     def render(self) -> str:
         """The exposition text."""
@@ -112,4 +115,4 @@ class GatewayMetrics:
                self.unrecorded)
         scalar("openclaw_gateway_journal_ok", "gauge", "1 while the journal can record, 0 while it is failing.",
                self.journal_ok)
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + "".join(collect() for collect in self.collectors)

@@ -20,6 +20,16 @@ its steps (agents/stage.py) and each step becomes one ``Sample``:
 
 An episode with no trainable step returns the input sample ABORTED (slime drops it).
 The journal keeps every turn, its next state, verdict, hint and the session's outcome.
+
+Environments come from the pool ``openclaw_env_pool`` names (envs/pool/): ``local`` builds
+them in this process, ``ray`` places each on a Ray actor of the cluster slime runs on
+(joined, never started; the code shipped in the actors' runtime env), at most
+``openclaw_env_max_in_flight`` at once, more episodes waiting for a slot. An episode its
+environment failed (actor died, call past its limit, lease reclaimed) returns the input
+sample ABORTED with ``remove_sample`` set and reward 0.0 (its turns are discarded in the
+journal as "environment failure: ..."): it is never trained as the agent's fault. The
+pool's figures are on the gateway's ``/metrics`` and, through ``agent_metrics``, in
+slime's rollout log.
 """
 
 from __future__ import annotations
@@ -27,18 +37,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from slime_openclaw.agents.driver import DriverSettings, run_episode
+from slime_openclaw.agents.driver import DriverSettings, env_failure_record, run_episode
 from slime_openclaw.agents.episode import EpisodeRecord
 from slime_openclaw.agents.stage import EpisodeSignals, JudgedStep
 from slime_openclaw.config import OpenClawConfig
-from slime_openclaw.envs import EnvSpec
+from slime_openclaw.envs import EnvironmentFailure, EnvSpec
+from slime_openclaw.envs.pool import EnvPool, open_pool
 from slime_openclaw.signals.samples import directive_teacher, sample_for
 from slime_openclaw.slime.samples import SampleLayout, TurnFacts, to_slime_sample
 
 AGENT_METADATA = "openclaw_agent"
+ENV_FAILURE_METADATA = "openclaw_env_failure"
+"""Metadata of an input sample whose episode its environment failed (episode id, error)."""
 TRAINED_ON_SLIME = "trained on the slime path (agent generate function)"
 
 
@@ -48,7 +61,7 @@ def task_of(sample: Any) -> dict[str, Any]:
     task = metadata.get("task", metadata)
     if not isinstance(task, dict) or not task:
         raise ValueError("the sample carries no task: put the task JSON in the prompt data's metadata column")
-    return {k: v for k, v in task.items() if k != AGENT_METADATA}
+    return {k: v for k, v in task.items() if k not in (AGENT_METADATA, ENV_FAILURE_METADATA)}
 
 
 @dataclass
@@ -60,6 +73,25 @@ class AgentRuntime:
     journal: Any
     env: EnvSpec
     stages: dict[int, EpisodeSignals]
+    pools: dict[int, EnvPool] = field(default_factory=dict)
+
+    def pool(self) -> EnvPool:
+        """The environment pool of the running event loop (its leases and heartbeats belong to it)."""
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in self.pools:
+            pool = open_pool(self.env, self.config.env)
+            self.pools[loop_id] = pool
+            if self.live.service is not None:
+                self.live.service.gateway_metrics.collectors.append(pool.metrics.render)
+        return self.pools[loop_id]
+
+    def pool_metrics(self) -> dict[str, float]:
+        """The pools' rollout figures, summed over event loops (slime runs one)."""
+        out: dict[str, float] = {}
+        for pool in self.pools.values():
+            for key, value in pool.metrics.rollout().items():
+                out[key] = max(out.get(key, 0.0), value) if "latency" in key else out.get(key, 0.0) + value
+        return out
 
     def stage(self, args: Any) -> EpisodeSignals:
         """The signal stage for the running event loop (its engine clients belong to that loop)."""
@@ -134,6 +166,27 @@ def _settle(rt: AgentRuntime, judged: list[JudgedStep]) -> None:
         rt.journal.record_signals(j.turn_key, j.verdict, j.hint, [], discard_reason=TRAINED_ON_SLIME)
 
 
+async def _play(rt: AgentRuntime, task: dict[str, Any], settings: DriverSettings, episode_id: str,
+                group: str) -> EpisodeRecord:
+    """One episode on an environment leased from the pool (an environment failure as its record)."""
+    try:
+        async with rt.pool().lease() as env:
+            return await run_episode(env, task, settings, episode_id=episode_id, group=group)
+    except EnvironmentFailure as exc:  # no environment could be placed for it
+        return env_failure_record(task, episode_id, group, str(exc))
+
+
+def _env_failed(rt: AgentRuntime, args: Any, sample: Any, episode: EpisodeRecord, evaluation: bool,
+                aborted: Any) -> Any:
+    """The input sample of an environment-failed episode: aborted, removed, reward 0, never trained."""
+    if not evaluation:
+        rt.stage(args).discard_episode(episode)
+    sample.status, sample.remove_sample, sample.reward = aborted, True, 0.0
+    sample.metadata = {**(sample.metadata or {}), ENV_FAILURE_METADATA: {
+        "episode": episode.episode_id, "error": episode.error}}
+    return sample
+
+
 async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], evaluation: bool = False) -> Any:
     """One episode for ``sample``; its steps as samples (see the module docstring)."""
     from slime.utils.types import Sample
@@ -144,12 +197,9 @@ async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], eval
         max_turns=rt.config.agent.max_turns, max_tokens=int(sampling_params.get("max_new_tokens", 1024)),
         temperature=float(sampling_params.get("temperature", 1.0)), train=not evaluation)
     episode_id = f"slime-{sample.index}-{uuid.uuid4().hex[:8]}"
-    env = rt.env.build()
-    try:
-        episode = await run_episode(env, task_of(sample), settings, episode_id=episode_id,
-                                    group=str(sample.group_index))
-    finally:
-        await env.close()
+    episode = await _play(rt, task_of(sample), settings, episode_id, str(sample.group_index))
+    if episode.env_failed:
+        return _env_failed(rt, args, sample, episode, evaluation, Sample.Status.ABORTED)
     if evaluation:
         sample.reward = episode.outcome.score
         sample.status = Sample.Status.COMPLETED

@@ -39,6 +39,7 @@ RELIED_ON = frozenset({
     "--calculate-per-token-loss", "--use-rollout-logprobs", "--entropy-coef", "--group-rm", "--reward-key",
     "--custom-generate-function-path", "--custom-reward-post-process-path", "--prompt-data", "--input-key",
     "--metadata-key", "--data-source-path", "--router-policy",
+    "--custom-rollout-log-function-path",
 })
 STATIC_CUTOFF = 0.85
 """How close to a relied-on flag an unknown key must be to count as its typo (difflib ratio)."""

@@ -1,0 +1,28 @@
+"""slime's rollout log hook for general agents (``--custom-rollout-log-function-path``).
+
+``log_rollout_data(rollout_id, args, samples, rollout_extra_metrics, rollout_time)`` adds
+the environment pool's figures (``openclaw/env_pool_running``, ``_queued``, ``_reclaimed``,
+``_failed``, ``_step_latency_p50_s`` / ``_p99_s``, ...: envs/pool/metrics.py) and the
+rollout's environment-failed episodes (``openclaw/env_failed_episodes``) to the extra
+metrics slime logs, then returns False so that slime's own logging goes on with them. It
+runs in the process of the generate function (slime's rollout manager), where the pool is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slime_openclaw.slime import agent_generate
+
+
+def log_rollout_data(rollout_id: int, args: Any, samples: list[Any], rollout_extra_metrics: dict[str, Any] | None,
+                     rollout_time: float) -> bool:
+    """See the module docstring; False: slime logs as usual, these figures included."""
+    if rollout_extra_metrics is None:
+        return False
+    runtime = agent_generate._RUNTIME
+    if runtime is not None:
+        rollout_extra_metrics.update(runtime.pool_metrics())
+    failed = sum(1 for s in samples if agent_generate.ENV_FAILURE_METADATA in (getattr(s, "metadata", None) or {}))
+    rollout_extra_metrics["openclaw/env_failed_episodes"] = float(failed)
+    return False
