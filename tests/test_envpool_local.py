@@ -49,6 +49,10 @@ async def test_episodes_run_and_back_pressure_bounds_what_is_in_flight() -> None
         await wait_until(lambda: pool.metrics.queued == 4)
         results = await runs
     assert peak == 2 and all(r["steps_run"] == 3 and r["in_order"] for r in results)
+    assert (pool.metrics.running_peak, pool.metrics.queued_peak) == (2, 4)
+    rollout = pool.metrics.rollout(reset_peaks=True)
+    assert (rollout["openclaw/env_pool_running_peak"], rollout["openclaw/env_pool_queued_peak"]) == (2, 4)
+    assert (pool.metrics.running_peak, pool.metrics.queued_peak) == (0, 0)
     m = pool.metrics
     assert (m.running, m.queued, m.leased, m.failed, m.reclaimed, m.steps) == (0, 0, 6, 0, 0, 18)
     assert len(pool.host.book) == 0 and pool.host.steps_run == 18

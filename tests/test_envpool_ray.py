@@ -14,21 +14,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import ray
 
 from slime_openclaw.agents.driver import DriverSettings, run_episode
 from slime_openclaw.agents.stage import EpisodeSignals
 from slime_openclaw.config_envpool import EnvPoolConfig
 from slime_openclaw.envs import EnvironmentFailure, EnvSpec
 from slime_openclaw.envs.pool import LeaseLost
+from slime_openclaw.envs.pool.ray_pool import RayEnvPool
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.types import TurnState
 from tests.gateway_fakes import reply_ids, running_gateway
 from tests.scripted_engine import ScriptedEngine
-
-ray = pytest.importorskip("ray", reason="ray is installed by `make install` (the [test] extra)")
-
-from slime_openclaw.envs.pool.ray_pool import RayEnvPool  # noqa: E402 - needs ray
 
 PROBE = "slime_openclaw.envs.pool.probe.ProbeEnv"
 

@@ -85,11 +85,11 @@ class AgentRuntime:
                 self.live.service.gateway_metrics.collectors.append(pool.metrics.render)
         return self.pools[loop_id]
 
-    def pool_metrics(self) -> dict[str, float]:
+    def pool_metrics(self, reset_peaks: bool = False) -> dict[str, float]:
         """The pools' rollout figures, summed over event loops (slime runs one)."""
         out: dict[str, float] = {}
         for pool in self.pools.values():
-            for key, value in pool.metrics.rollout().items():
+            for key, value in pool.metrics.rollout(reset_peaks).items():
                 out[key] = max(out.get(key, 0.0), value) if "latency" in key else out.get(key, 0.0) + value
         return out
 

@@ -1,7 +1,8 @@
 """slime's rollout log hook for general agents (``--custom-rollout-log-function-path``).
 
 ``log_rollout_data(rollout_id, args, samples, rollout_extra_metrics, rollout_time)`` adds
-the environment pool's figures (``openclaw/env_pool_running``, ``_queued``, ``_reclaimed``,
+the environment pool's figures (``openclaw/env_pool_running``, ``_queued`` and their peaks
+during the rollout, ``_reclaimed``,
 ``_failed``, ``_step_latency_p50_s`` / ``_p99_s``, ...: envs/pool/metrics.py) and the
 rollout's environment-failed episodes (``openclaw/env_failed_episodes``) to the extra
 metrics slime logs, then returns False so that slime's own logging goes on with them. It
@@ -22,7 +23,7 @@ def log_rollout_data(rollout_id: int, args: Any, samples: list[Any], rollout_ext
         return False
     runtime = agent_generate._RUNTIME
     if runtime is not None:
-        rollout_extra_metrics.update(runtime.pool_metrics())
+        rollout_extra_metrics.update(runtime.pool_metrics(reset_peaks=True))
     failed = sum(1 for s in samples if agent_generate.ENV_FAILURE_METADATA in (getattr(s, "metadata", None) or {}))
     rollout_extra_metrics["openclaw/env_failed_episodes"] = float(failed)
     return False

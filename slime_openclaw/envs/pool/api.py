@@ -90,12 +90,12 @@ class EnvPool(abc.ABC):
             raise RuntimeError("the environment pool is closed")
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_in_flight)
-        self.metrics.queued += 1
+        self.metrics.enter(queued=1)
         try:
             await self._slots.acquire()
         finally:
-            self.metrics.queued -= 1
-        self.metrics.running += 1
+            self.metrics.enter(queued=-1)
+        self.metrics.enter(running=1)
         try:
             handle = await self._open_lease()
             try:
@@ -103,7 +103,7 @@ class EnvPool(abc.ABC):
             finally:
                 await self._give_back(handle)
         finally:
-            self.metrics.running -= 1
+            self.metrics.enter(running=-1)
             self._slots.release()
 
     async def _open_lease(self) -> Handle:

@@ -43,8 +43,19 @@ class PoolMetrics:
     actors: int = 0
     """Ray actors hosting environments now (0 for the local pool)."""
     steps: int = 0
+    running_peak: int = 0
+    """Most episodes holding an environment at once since the last ``rollout(reset_peaks=True)``."""
+    queued_peak: int = 0
+    """Most episodes waiting for a slot at once since then."""
     step_seconds: Histogram = field(default_factory=Histogram)
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+
+    def enter(self, queued: int = 0, running: int = 0) -> None:
+        """Count episodes into (positive) or out of (negative) the queue and the running set."""
+        self.queued += queued
+        self.running += running
+        self.queued_peak = max(self.queued_peak, self.queued)
+        self.running_peak = max(self.running_peak, self.running)
 
     def observe_step(self, seconds: float) -> None:
         """One step's latency as the driver saw it (call to answer)."""
@@ -74,12 +85,15 @@ class PoolMetrics:
                   for line in self.step_seconds.lines(metric)]
         return "\n".join(lines) + "\n"
 
-    def rollout(self) -> dict[str, float]:
-        """Flat ``openclaw/env_pool_*`` metrics for slime's rollout log."""
+    def rollout(self, reset_peaks: bool = False) -> dict[str, float]:
+        """Flat ``openclaw/env_pool_*`` metrics for slime's rollout log; ``reset_peaks`` starts
+        the next rollout's peaks from the current gauges."""
         recent = list(self.recent)
-        return {
+        out = {
             "openclaw/env_pool_running": float(self.running),
+            "openclaw/env_pool_running_peak": float(self.running_peak),
             "openclaw/env_pool_queued": float(self.queued),
+            "openclaw/env_pool_queued_peak": float(self.queued_peak),
             "openclaw/env_pool_actors": float(self.actors),
             "openclaw/env_pool_leased": float(self.leased),
             "openclaw/env_pool_reclaimed": float(self.reclaimed),
@@ -88,3 +102,6 @@ class PoolMetrics:
             "openclaw/env_pool_step_latency_p50_s": percentile(recent, 0.5),
             "openclaw/env_pool_step_latency_p99_s": percentile(recent, 0.99),
         }
+        if reset_peaks:
+            self.running_peak, self.queued_peak = self.running, self.queued
+        return out
