@@ -141,10 +141,11 @@ class RayEnvPool(EnvPool):
             await asyncio.wait_for(self._remote(slot, slot.actor.open.remote(lease_id)), self.call_timeout_s)
         except asyncio.TimeoutError:
             slot.leases.discard(lease_id)
-            raise EnvironmentFailure(f"no environment actor was ready within {placement:g}s "
-                                     f"(does the cluster have {self.options.get('num_cpus')} CPUs free?)") from None
-        except EnvironmentFailure:
-            slot.leases.discard(lease_id)
+            raise EnvironmentFailure(f"no environment actor ready within {placement:g}s, or its environment not "
+                                     f"built within {self.call_timeout_s:g}s (does the cluster have "
+                                     f"{self.options.get('num_cpus')} CPUs free?)") from None
+        except BaseException:  # a failure, or the episode cancelled: the slot is free again
+            slot.leases.discard(lease_id)  # (an environment the actor opened anyway is reaped unbeaten)
             raise
         return handle
 
