@@ -165,3 +165,20 @@ async def test_merging_client_gives_the_same_tokens(fake_sglang: str) -> None:
     assert sum((d.output_ids for d in deltas), ()) == tuple(TOKENS)
     assert sum((d.output_log_probs for d in deltas), ()) == tuple(LOGPROBS)
     assert 1 <= len(deltas) <= 3 and deltas[-1].finish_reason is FinishReason.LENGTH
+
+
+@pytest.mark.parametrize("reads", [
+    [b'data: {"a":1}\n\n', b'data: {"b":2}\n\n', b"data: [DONE]\n\n"],  # one whole event per read (fast path)
+    [b'data: {"a":1}\n\ndata: {"b":2}\n\n', b"data: [DONE]\n\n"],  # two in one read
+    [b'data: {"a"', b':1}\n\ndata: {"b":2}\n', b"\ndata: [DONE]\n\n"],  # events cut across reads
+    [b'data: {"a":1}\r\n\r\n', b': keep-alive\n\n', b'data:{"b":2}\n\n'],  # CRLF, comments, no space, no [DONE]
+])
+async def test_sse_payloads_are_the_same_however_the_reads_fall(reads: list[bytes]) -> None:
+    from slime_openclaw.engine.client import _sse_batches
+
+    async def body() -> AsyncIterator[bytes]:
+        for read in reads:
+            yield read
+
+    payloads = [p for batch in [b async for b in _sse_batches(body())] for p in batch]
+    assert [json.loads(p) for p in payloads] == [{"a": 1}, {"b": 2}]

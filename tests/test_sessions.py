@@ -358,3 +358,21 @@ def test_session_key_order_header_metadata_prompt_cache_key_user() -> None:
     assert turn_context({}, parse_chat_request({"model": "m", "messages": [user("x")]})).matched_by == "history"
     with pytest.raises(RequestError, match="prompt_cache_key"):
         parse_chat_request({"model": "m", "messages": [user("x")], "prompt_cache_key": 7})
+
+
+def test_token_ids_are_hashed_only_where_token_continuity_is_checked() -> None:
+    from slime_openclaw.gateway.metrics import GatewayMetrics
+    from slime_openclaw.gateway.recording import TurnBook
+    from slime_openclaw.gateway.sessions import SessionTable
+    from slime_openclaw.journal.memory import MemoryJournal
+
+    prompt = History.of([SYSTEM, user("hi")])
+    books = {check: TurnBook(MemoryJournal(), SessionTable(ttl=60, max_sessions=8), GatewayMetrics(),
+                             check_token_continuity=check) for check in (False, True)}
+    loose = books[False]._pending("k", prompt, said("yo"), (5, 6), (7,))
+    strict = books[True]._pending("k", prompt, said("yo"), (5, 6), (7,))
+    assert (loose.token_count, loose.token_hash) == (3, "")  # nothing reads it: never computed
+    assert strict == PendingTurn.build("k", prompt, said("yo"), (5, 6, 7)) and strict.token_hash == tokens_hash([5, 6, 7])
+    assert loose.reply_keys == strict.reply_keys and loose.prompt_key == strict.prompt_key
+    follow = History.of([SYSTEM, user("hi"), said("yo"), user("more")])
+    assert next_state_for(loose, follow, [5, 6, 7, 8], now=1.0, check_tokens=False).continuous

@@ -300,6 +300,10 @@ async def _sse_batches(body: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes]
         data = await anext(body, b"")
         if not data:
             lines, pending = [pending], b""
+        elif not pending and data.startswith(b"data: {") and data.find(b"\n") == len(data) - 2 and (
+                data.endswith(b"\n\n")):  # the common read: one whole JSON event, nothing else
+            yield [data[6:-2]]
+            continue
         else:
             lines = (pending + data if pending else data).split(b"\n")
             pending = lines.pop()

@@ -131,11 +131,15 @@ class PendingTurn:
     token_count: int
     """``len(prompt_ids) + len(response_ids)``."""
     token_hash: str
-    """``tokens_hash(prompt_ids + response_ids)``."""
+    """``tokens_hash(prompt_ids + response_ids)``; empty where no token continuity is checked."""
 
     @classmethod
-    def build(cls, turn_key: str, prompt: History, reply: Message, token_ids: Sequence[int]) -> PendingTurn:
-        """Fingerprint a served turn from its request's history, our reply and its token ids."""
+    def build(cls, turn_key: str, prompt: History, reply: Message, token_ids: Sequence[int] | None, *,
+              token_count: int = 0) -> PendingTurn:
+        """Fingerprint a served turn from its request's history, our reply and its token ids.
+
+        ``token_ids`` None: no token fingerprint (``token_hash`` empty), for a gateway that
+        never checks token continuity; ``token_count`` is then their number."""
         n = len(prompt.messages)
         reply_digest = message_digest(reply)
         cuts = [n]
@@ -143,6 +147,8 @@ class PendingTurn:
                and prompt.messages[cuts[-1] - 1].get("role") in DROPPABLE_ROLES):
             cuts.append(cuts[-1] - 1)
         keys = tuple((_chain(prompt.chain[cut], reply_digest), cut) for cut in cuts)
+        if token_ids is None:
+            return cls(turn_key, n, prompt.chain[n], keys, token_count, "")
         return cls(turn_key, n, prompt.chain[n], keys, len(token_ids), tokens_hash(token_ids))
 
 

@@ -135,8 +135,8 @@ class TurnBook:
         turn = record.turn
         pending = None
         if turn.turn_type is TurnType.MAIN and turn.messages:
-            pending = PendingTurn.build(turn.key, History.of(turn.messages), turn.response_message,
-                                        turn.prompt_ids + turn.response_ids)
+            pending = self._pending(turn.key, History.of(turn.messages), turn.response_message,
+                                    turn.prompt_ids, turn.response_ids)
         return SessionTail(turn.session_id, turn.session_epoch, turn.turn_index + 1, pending,
                            observed=record.state is not TurnState.SERVED)
 
@@ -208,8 +208,8 @@ class TurnBook:
             self._submit("discard", turn.key, lambda: self.recorder.discard(turn.key, "side turn"))
         else:
             history = assignment.history or History.of(request.messages)
-            pending = PendingTurn.build(turn.key, history, generated.message,
-                                        generated.prompt_ids + generated.response_ids)
+            pending = self._pending(turn.key, history, generated.message, generated.prompt_ids,
+                                    generated.response_ids)
             displaced = self.sessions.complete(assignment.session_id, pending, now)
             if displaced is not None:
                 self._attach(displaced.turn_key, NextState(
@@ -219,6 +219,13 @@ class TurnBook:
             self._end_all([p for p in [self.sessions.end(assignment.session_id)] if p is not None], now)
         self.metrics.sessions_open = len(self.sessions)
         return recorded
+
+    def _pending(self, turn_key: str, history: History, reply: Message, prompt_ids: Sequence[int],
+                 response_ids: Sequence[int]) -> PendingTurn:
+        """The served turn's fingerprint; its token ids are hashed only when token continuity is checked."""
+        if self.check_token_continuity:
+            return PendingTurn.build(turn_key, history, reply, tuple(prompt_ids) + tuple(response_ids))
+        return PendingTurn.build(turn_key, history, reply, None, token_count=len(prompt_ids) + len(response_ids))
 
     async def flush(self) -> None:
         """Return once every journal write so far has been applied."""
