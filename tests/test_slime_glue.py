@@ -165,6 +165,7 @@ def test_topk_rows_reach_the_loss_through_file_and_stage(tmp_path) -> None:
     tokens = torch.tensor(sample.tokens)
     rollout_data = {"sample_indices": [sample.index], "tokens": [tokens], "response_lengths": [3]}
     hooks.stage_topk(args, 3, rollout_data, stage)
+    assert float(rollout_data["openclaw_topk_frac"]) == 1.0  # a share: slime averages it over ranks
     rows = stage.lookup(tokens)
     assert rows is not None and rows.ids.tolist() == [[20, 7], [21, 7], [22, 7]]
     batch, logits = packed_batch([sample], vocab=32)

@@ -144,7 +144,9 @@ def stage_topk(args: Any, rollout_id: int, rollout_data: dict[str, Any], stage: 
             raise ConfigError(f"top-K rows of sample {index}: {found.ids.shape[0]} rows for {response} tokens")
         staged[token_digest(tokens)] = found
     stage.replace(rollout_id, staged)
-    rollout_data["openclaw_topk_samples"] = torch.tensor(float(len(staged)))
+    # slime logs a scalar of rollout_data as this rank's value averaged over the DP x CP ranks:
+    # a share (not a per-rank count) is then the step's share of samples with top-K rows
+    rollout_data["openclaw_topk_frac"] = torch.tensor(len(staged) / max(len(indices), 1))
 
 
 def _tis_terms(
