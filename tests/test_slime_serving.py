@@ -179,6 +179,7 @@ def test_an_unwritable_run_directory_costs_the_file_not_the_gateway(tmp_path: Pa
     args = argparse.Namespace(custom_config_path=str(blocked / "openclaw.yaml"))
     record = address.publish(gateway_config(tmp_path), "http://127.0.0.1:5555/v1", args)
     assert record["url"] == "http://127.0.0.1:5555/v1" and not (blocked / "gateway.json").exists()
+    assert address.address_file(argparse.Namespace(custom_config_path=None)) is None  # no run directory: no file
 
 
 def test_live_flags_only_with_the_live_rollout(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ The gateway runs inside slime's RolloutManager actor, on whichever node Ray plac
 ``0.0.0.0``/``::`` bind every interface; anything but loopback needs a gateway key (the
 config refuses it otherwise). Once the gateway listens, ``publish`` writes
 ``gateway.json`` into the run directory (the directory of ``--custom-config-path``, where
-``slime-openclaw launch`` writes ``openclaw.yaml``), atomically, and logs one banner line:
+``slime-openclaw launch`` writes ``openclaw.yaml``; without ``--custom-config-path`` there is
+no run directory and no file), atomically, and logs one banner line:
 
     {"url": "http://10.0.0.5:30080/v1", "host": "10.0.0.5", "port": 30080,
      "model": "policy", "api_key": "env:OPENCLAW_KEY", "pid": 1234, "started_at": ...}
@@ -73,11 +74,11 @@ def key_reference(config: OpenClawConfig) -> str:
     return "none"
 
 
-def address_file(args: Any) -> Path:
-    """``gateway.json`` beside ``--custom-config-path`` (the run directory), else in the working directory."""
+def address_file(args: Any) -> Path | None:
+    """``gateway.json`` beside ``--custom-config-path`` (the run directory); None without one
+    (a Ray actor's working directory is no place a user looks)."""
     custom = getattr(args, "custom_config_path", None)
-    folder = Path(custom).resolve().parent if custom else Path.cwd()
-    return folder / ADDRESS_FILE
+    return Path(custom).resolve().parent / ADDRESS_FILE if custom else None
 
 
 def address(config: OpenClawConfig, bound_url: str) -> dict[str, Any]:
@@ -111,8 +112,11 @@ def publish(config: OpenClawConfig, bound_url: str, args: Any) -> dict[str, Any]
     record = address(config, bound_url)
     path = address_file(args)
     try:
-        write_address(path, record)
-        where = f"address in {path}"
+        if path is None:
+            where = "no address file: no --custom-config-path names the run directory"
+        else:
+            write_address(path, record)
+            where = f"address in {path}"
     except OSError as exc:
         where = f"address file {path} not written: {exc.strerror or exc}"
     log.warning("openclaw gateway: %s (model %s, key %s; %s)", record["url"], record["model"],
