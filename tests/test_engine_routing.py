@@ -4,7 +4,8 @@ Every engine call of a session (each generation attempt, resumed ones included, 
 teacher's scoring call) carries slime's ``X-SMG-Routing-Key: <session>`` header; the tests
 read it where it arrives: in the scripted engine served over HTTP, behind the real
 ``EngineClient``. A scoring call the engine aborts (a weight update) is sent again and
-scored, never dropped as a judge error.
+scored, never dropped as a judge error; an aborted judge vote is retried, never parsed from
+its cut-off text.
 """
 
 from __future__ import annotations
@@ -80,3 +81,18 @@ def test_a_key_that_cannot_be_a_header_value_is_sent_as_its_digest() -> None:
     odd = "a b\r\nX-Evil: 1"
     assert routing_headers(odd) == {"X-SMG-Routing-Key": hashlib.sha256(odd.encode()).hexdigest()}
     assert routing_headers("ü" * 3) == {"X-SMG-Routing-Key": hashlib.sha256("ü".encode() * 3).hexdigest()}
+
+
+async def test_an_aborted_judge_vote_is_retried_not_parsed_from_its_cut_off_text() -> None:
+    from slime_openclaw.signals.judge_backends import EngineTextGenerator, RetryPolicy, call_with_retries
+
+    class Chars:
+        def decode(self, ids, skip_special_tokens=True):  # type: ignore[no-untyped-def]
+            return "".join(chr(i) for i in ids)
+
+    engine = ScriptedEngine(lambda ids: [ord(c) for c in "Score: 1"])
+    async with served(engine) as url, EngineClient(url) as client:
+        generator = EngineTextGenerator(client, CharRenderer(), Chars())
+        engine.abort_next(after=3)  # a weight update cuts the first vote after "Sco"
+        outcome = await call_with_retries(lambda: generator.complete(CHAT), RetryPolicy(retries=1, backoff_s=0.01))
+    assert outcome.value == "Score: 1" and outcome.attempts == 2
