@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, help_text in (("eval", "success rate of a policy on an environment's eval tasks"),
                             ("train", "pre-train (cached), evaluate, train online, evaluate again")):
         p = actions.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--env", required=True, help="terminal, toolcall, or package.module.Class")
+        p.add_argument("--env", required=True, help="terminal, toolcall, swe, gui, or package.module.Class")
         p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
         p.add_argument("--tasks", metavar="FILE", help="JSON-lines tasks (default: the built-in generator's)")
         p.add_argument("--model", metavar="DIR", help="policy checkpoint (default: the prepared tiny policy)")
