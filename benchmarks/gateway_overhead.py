@@ -45,8 +45,8 @@ fingerprints) is measured alone, with up to 10,000 sessions open, by benchmarks/
 More paths, each alternated with the others (the processes: benchmarks/overhead_paths/):
 
 * ``--loop both``: the gateway and the relay each on asyncio's loop and on uvloop
-  (``-uvloop``); ``--loop auto|asyncio|uvloop`` runs the middle processes on that one
-  (``auto``, the default, is ``serve``'s: uvloop when installed).
+  (``-uvloop``); ``--loop asyncio|uvloop|auto`` runs the middle processes on that one
+  (``asyncio``, the default, as ``serve``'s default).
 * ``--relay-clients aiohttp httpcore``: the relay over a tuned library client instead of
   the gateway's own (engine/http.py), to weigh that client against the libraries.
 * ``--workers N``: N gateway processes on one port (``SO_REUSEPORT``) sharing one journal file.
@@ -266,7 +266,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print_report(
         f"setup: scripted engine, 27 tokens/answer streamed 1 token per event, {args.token_delay * 1000:g} ms per "
         f"token; gateway EngineClient merge_chunks={not args.no_merge_chunks}; journal {journal}; event loop "
-        f"{args.loop} ({eventloop.loop_name('auto')} when auto); {TURNS}-turn conversations, prompts "
+        f"{args.loop}; {TURNS}-turn conversations, prompts "
         f"{min(lengths)}-{max(lengths)} tokens (median {statistics.median(lengths):.0f}), half streamed, half with "
         f"2 tools; {args.rounds} alternating rounds per level; {os.cpu_count()} CPUs, load average {load[0]:.1f}; "
         f"turns recorded (logged, for the peer): {counts}", rows)
@@ -291,7 +291,7 @@ def main() -> int:
     parser.add_argument("--relay-floor", action="store_true",
                         help="also measure a byte relay in the middle (the floor any Python process in the middle "
                              "costs on this machine)")
-    parser.add_argument("--loop", choices=(*eventloop.LOOPS, "both"), default="auto",
+    parser.add_argument("--loop", choices=(*eventloop.LOOPS, "both"), default="asyncio",
                         help="event loop of the processes in the middle (both: each path on asyncio and on uvloop)")
     parser.add_argument("--relay-clients", nargs="*", default=[], choices=RELAY_CLIENTS[1:],
                         help="also relay over these library HTTP clients (vs the gateway's own, engine/http.py)")

@@ -1,10 +1,13 @@
-"""The event loop the gateway runs on: uvloop when it is installed, else asyncio's own.
+"""The event loop the gateway runs on: asyncio's own, or uvloop.
 
 uvloop (libuv under asyncio's API; ``pip install 'slime-openclaw[fast]'``) does the loop's
 own work (selector, callbacks, timers, socket transports) in C. ``serve --event-loop``
-chooses: ``auto`` (the default) takes uvloop when it can be imported and asyncio's loop
-otherwise, ``uvloop`` requires it, ``asyncio`` never uses it. What it gives the gateway is
-measured by ``benchmarks/gateway_overhead.py --loop both`` (README, Benchmarks).
+chooses: ``asyncio`` (the default), ``uvloop`` (required to be installed) or ``auto``
+(uvloop when it can be imported). Measured side by side with
+``benchmarks/gateway_overhead.py --loop both`` on the 2-core machine (README, Benchmarks),
+it gave the gateway no gain (1.09 vs 1.10 ms of CPU per request at c=64, throughput
+within noise), so it is not the default; it stays a choice for machines where the loop's
+own work shows in a profile.
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="log level (request text is never logged)")
     parser.add_argument("--engine-max-running", type=int, default=16, help="embedded engine: concurrent requests")
-    parser.add_argument("--event-loop", choices=eventloop.LOOPS, default="auto",
-                        help="the gateway's event loop: auto (uvloop when installed, else asyncio's), uvloop, asyncio")
+    parser.add_argument("--event-loop", choices=eventloop.LOOPS, default="asyncio",
+                        help="the gateway's event loop: asyncio (default), uvloop, or auto (uvloop when installed); "
+                             "uvloop measured no gain here (README, Benchmarks)")
 
 
 _FLAG_KEYS = {"max_concurrency": "max_inflight", "session_ttl": "session_ttl_s", "max_sessions": "max_sessions",
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_bind(args.host, args.api_key)
     openclaw_config(args)  # a bad --config fails here, before any engine starts
-    loop = getattr(args, "event_loop", "auto")
+    loop = getattr(args, "event_loop", "asyncio")
     eventloop.loop_factory(loop)  # so does --event-loop uvloop without uvloop
     model = Path(args.model) if args.model else None
     if model is not None and not model.is_dir():
