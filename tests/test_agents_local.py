@@ -36,6 +36,31 @@ def test_reference_trajectories_are_real_episodes() -> None:
     assert own[0].train == [False, False, True, False, True]
 
 
+def test_short_trajectories_keep_every_reply_and_the_cache_keys_of_earlier_recipes() -> None:
+    from transformers import AutoTokenizer
+
+    from slime_openclaw.chat.template import ChatRenderer
+    from slime_openclaw.envs import builtin_tasks
+    from slime_openclaw.local.agents.pretrain import AgentPretrainRecipe, train_tasks, without_preamble
+    from slime_openclaw.local.model.tiny_model import ensure_default_model
+    from slime_openclaw.local.training.sft import encode_dialogue
+
+    recipe = AgentPretrainRecipe(p_foreign=0.0, copies=1, max_tasks=4, short_share=1.0)
+    trajectories = asyncio.run(collect(EnvSpec("toolcall"), builtin_tasks("toolcall", "train")[:4], recipe))
+    assert all(m["role"] != "system" and not t.tools for t in trajectories for m in t.messages)
+    full = asyncio.run(collect(EnvSpec("toolcall"), builtin_tasks("toolcall", "train")[:1],
+                               AgentPretrainRecipe(p_foreign=0.0, copies=1)))[0]
+    renderer = ChatRenderer(AutoTokenizer.from_pretrained(ensure_default_model()))
+    (long_ids, long_mask), (ids, mask) = (encode_dialogue(renderer, t) for t in (full, without_preamble(full)))
+    trained = [i for i, m in zip(long_ids, long_mask, strict=True) if m]
+    assert trained == [i for i, m in zip(ids, mask, strict=True) if m] and len(ids) < len(long_ids) // 2
+    tasks = train_tasks(EnvSpec("toolcall"), AgentPretrainRecipe(task_seeds=2))
+    assert len({t["id"] for t in tasks}) == len(tasks) > len(builtin_tasks("toolcall", "train"))
+    assert {t["split"] for t in tasks} == {"train"}
+    old = AgentPretrainRecipe(task_seeds=1, short_share=0.0).key_fields()  # knobs at version 1's values: left out
+    assert "short_share" not in old and "task_seeds" not in old
+
+
 def test_fast_policy_is_cached_with_its_manifest(fast_policy: Path) -> None:
     manifest = read_manifest(fast_policy)
     assert manifest is not None and manifest["trajectories"] == 12 and manifest["recipe"]["steps"] == 3

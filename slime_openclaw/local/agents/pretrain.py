@@ -2,11 +2,13 @@
 
 A trajectory is a real episode of the environment on a train-split task, driven by
 reference replies (``envs.reference_replies``): the opening messages, each reply and the
-environment's actual answer. With probability ``p_foreign`` the replies are those of
-another task of the same family (wrong commands or code, with the answers the
-environment really gives them), so the policy learns the format and the tools but solves
-only some tasks: there is room for RL to improve it. The loss is on the assistant
-replies only (training/sft.py). Cached by a hash of the recipe, the environment, the
+environment's actual answer, over the train tasks of ``task_seeds`` generator seeds. With
+probability ``p_foreign`` (0 by default) the replies are those of another task of the same
+family. A ``short_share`` of the trajectories drop the system prompt and tool schemas
+(most of each episode's tokens, the same for every task): the replies keep their distance
+to the instruction, so what is learned there holds with the full opening, at a fraction of
+the cost. A few hundred steps leave the tiny policy solving only some tasks: there is room
+for RL to improve it. The loss is on the assistant replies only (training/sft.py). Cached by a hash of the recipe, the environment, the
 model spec and the versions; ``pretrain.json`` (recipe, losses, timings) is written last.
 """
 
@@ -40,7 +42,7 @@ from slime_openclaw.local.training.sft import (
     train_policy,
 )
 
-AGENT_PRETRAIN_VERSION = 1
+AGENT_PRETRAIN_VERSION = 2
 """Bumped whenever the data or the training changes for the same recipe (invalidates caches)."""
 
 
@@ -49,9 +51,11 @@ class AgentPretrainRecipe:
     """Everything that decides the prepared agent policy (hashed into the cache key)."""
 
     steps: int = 300
-    p_foreign: float = 0.5
-    """Share of trajectories that follow another task's reference replies."""
-    copies: int = 2
+    p_foreign: float = 0.0
+    """Share of trajectories that follow another task's reference replies. 0 by default: at 0.5
+    (version 1) half the data paired an instruction with an unrelated command or numbers, so
+    the policy learned to ignore the instruction (4-8% solved); its own errors leave RL room."""
+    copies: int = 1
     """Trajectories per train task (each draws its own replies)."""
     data_seed: int = 0
     lr: float = 5e-3
@@ -63,11 +67,18 @@ class AgentPretrainRecipe:
     """Environments run at once while the trajectories are collected."""
     max_tasks: int | None = None
     """Use only the first this many train tasks (None: all of them)."""
+    task_seeds: int = 3
+    """Train tasks of the generator's seeds ``0 .. task_seeds - 1`` (distinct; all in the train split)."""
+    short_share: float = 0.8
+    """Share of trajectories trained without the system prompt and tool schemas: the same
+    replies and answers at the same distance from the question (positions are relative), at a
+    third of the tokens, so more steps fit the same time; the rest keep the full opening."""
 
     def key_fields(self) -> dict[str, Any]:
         """The recipe as hashed and kept in the manifest: optional fields left at None are left
         out, so adding one keeps the caches of earlier recipes valid."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if not (k == "max_tasks" and v is None)}
+        defaults = {"max_tasks": None, "task_seeds": 1, "short_share": 0.0}  # as version 1 had them
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k in defaults and v == defaults[k])}
 
     def cache_key(self, env: EnvSpec, seed: int, spec: TinyModelSpec) -> str:
         """Short hash of the recipe, the environment, the model spec, seed and versions."""
@@ -77,7 +88,8 @@ class AgentPretrainRecipe:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-FAST_AGENT_RECIPE = AgentPretrainRecipe(steps=3, copies=1, batch_tokens=2048, max_tasks=12)
+FAST_AGENT_RECIPE = AgentPretrainRecipe(steps=3, copies=1, batch_tokens=2048, max_tasks=12, task_seeds=1,
+                                        short_share=0.0, p_foreign=0.5)
 """A seconds-long recipe for tests: the machinery runs, the policy learns little."""
 
 
@@ -109,6 +121,21 @@ async def play(env_spec: EnvSpec, task: dict[str, Any], replies: Sequence[dict[s
     return Trajectory(messages, tuple(observation.tools), train, outcome.passed)
 
 
+def without_preamble(trajectory: Trajectory) -> Trajectory:
+    """``trajectory`` without its system message and tool schemas (see ``short_share``)."""
+    kept = [(m, t) for m, t in zip(trajectory.messages, trajectory.train, strict=True) if m.get("role") != "system"]
+    return Trajectory([m for m, _ in kept], (), [t for _, t in kept], trajectory.passed)
+
+
+def train_tasks(env_spec: EnvSpec, recipe: AgentPretrainRecipe) -> list[dict[str, Any]]:
+    """The recipe's distinct train tasks (``task_seeds`` generator seeds, ``max_tasks`` of them)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for seed in range(recipe.task_seeds):
+        for task in builtin_tasks(env_spec.name, "train", seed=seed):
+            seen.setdefault(json.dumps(task, sort_keys=True), task)
+    return list(seen.values())[: recipe.max_tasks]
+
+
 async def collect(env_spec: EnvSpec, tasks: Sequence[dict[str, Any]], recipe: AgentPretrainRecipe) -> list[Trajectory]:
     """``recipe.copies`` trajectories per task, a ``p_foreign`` share with another task's replies."""
     rng = random.Random(recipe.data_seed)
@@ -123,7 +150,8 @@ async def collect(env_spec: EnvSpec, tasks: Sequence[dict[str, Any]], recipe: Ag
         async with gate:
             return await play(env_spec, task, replies)
 
-    return list(await asyncio.gather(*(one(t, r) for t, r in plans)))
+    played = list(await asyncio.gather(*(one(t, r) for t, r in plans)))
+    return [without_preamble(t) if rng.random() < recipe.short_share else t for t in played]
 
 
 def default_agent_policy_dir(env_spec: EnvSpec, *, seed: int = 0, recipe: AgentPretrainRecipe = AgentPretrainRecipe(),
@@ -143,7 +171,7 @@ def _build(staging: Path, env_spec: EnvSpec, seed: int, recipe: AgentPretrainRec
         shutil.copy2(path, staging / path.name)
     tokenizer = AutoTokenizer.from_pretrained(staging)
     renderer = ChatRenderer(tokenizer)
-    tasks = builtin_tasks(env_spec.name, "train", seed=0)[: recipe.max_tasks]
+    tasks = train_tasks(env_spec, recipe)
     trajectories = asyncio.run(collect(env_spec, tasks, recipe))
     examples = [encode_dialogue(renderer, t) for t in trajectories]
     data_s = time.monotonic() - started
@@ -155,7 +183,7 @@ def _build(staging: Path, env_spec: EnvSpec, seed: int, recipe: AgentPretrainRec
         "recipe": recipe.key_fields(), "env": env_spec.name, "env_args": env_spec.kwargs, "seed": seed,
         "spec": dataclasses.asdict(spec), "factory_version": FACTORY_VERSION,
         "pretrain_version": AGENT_PRETRAIN_VERSION, "trajectories": len(trajectories),
-        "trajectories_passed": sum(t.passed for t in trajectories), "data_seconds": round(data_s, 1),
+        "trajectories_passed": sum(t.passed for t in trajectories), "tasks": len(tasks), "data_seconds": round(data_s, 1),
         "total_seconds": round(time.monotonic() - started, 1), "trained_tokens": sum(sum(m) for _, m in examples),
         "first_loss": losses[0] if losses else None, "final_loss": sum(tail) / len(tail) if losses else None,
     }
