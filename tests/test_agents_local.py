@@ -28,7 +28,8 @@ def test_reference_trajectories_are_real_episodes() -> None:
     from slime_openclaw.envs import builtin_tasks
 
     tasks = builtin_tasks("toolcall", "train")[:6]
-    own = asyncio.run(collect(EnvSpec("toolcall"), tasks, FAST_AGENT_RECIPE.__class__(p_foreign=0.0, copies=1)))
+    own = asyncio.run(collect(EnvSpec("toolcall"), tasks, FAST_AGENT_RECIPE.__class__(p_foreign=0.0, copies=1,
+                                                                                      short_share=0.0)))
     assert all(t.passed for t in own)  # the reference replies solve their own tasks
     first = own[0].messages
     assert [m["role"] for m in first] == ["system", "user", "assistant", "tool", "assistant"]
@@ -49,7 +50,7 @@ def test_short_trajectories_keep_every_reply_and_the_cache_keys_of_earlier_recip
     trajectories = asyncio.run(collect(EnvSpec("toolcall"), builtin_tasks("toolcall", "train")[:4], recipe))
     assert all(m["role"] != "system" and not t.tools for t in trajectories for m in t.messages)
     full = asyncio.run(collect(EnvSpec("toolcall"), builtin_tasks("toolcall", "train")[:1],
-                               AgentPretrainRecipe(p_foreign=0.0, copies=1)))[0]
+                               AgentPretrainRecipe(p_foreign=0.0, copies=1, short_share=0.0)))[0]
     renderer = ChatRenderer(AutoTokenizer.from_pretrained(ensure_default_model()))
     (long_ids, long_mask), (ids, mask) = (encode_dialogue(renderer, t) for t in (full, without_preamble(full)))
     trained = [i for i, m in zip(long_ids, long_mask, strict=True) if m]
