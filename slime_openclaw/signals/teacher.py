@@ -22,9 +22,9 @@ checks the alignment against the model's own forward pass through the embedded e
 
 Weight updates: when slime pauses the engine to load new weights, SGLang ends a scoring call
 with ``finish_reason: abort`` and the log-probs computed so far (too few). Such an answer is
-never aligned: the call is sent again, with a backoff (``ABORT_BACKOFF_S`` doubling up to
-``ABORT_MAX_BACKOFF_S``), until the engine scores it, as the gateway resumes aborted
-generation; an engine that keeps aborting for ``abort_stall_s`` makes the teacher unavailable
+never aligned: the call is sent again under the gateway's own ``ResumePolicy`` for aborted
+generation (back-off from 0.05 s doubling up to its ``max_backoff``), until the engine scores
+it; an engine that keeps aborting for ``abort_stall_s`` makes the teacher unavailable
 (``JudgeUnavailable``: the turn is retried later, never dropped). The call carries the turn's
 session as its routing key (``X-SMG-Routing-Key``), so it reaches the engine that holds the
 session's prefix.
@@ -48,15 +48,13 @@ from typing import Any
 
 from slime_openclaw.engine.protocol import Engine, GenerateOutput, GenerateRequest, SamplingParams
 from slime_openclaw.errors import JudgeError
+from slime_openclaw.gateway.generation import ResumePolicy
 from slime_openclaw.signals.judge import JudgeUnavailable
 from slime_openclaw.signals.judge_backends import ChatRendererLike, RetryPolicy, call_with_retries
 from slime_openclaw.types import FinishReason, Message, Turn
 
 log = logging.getLogger(__name__)
 
-ABORT_BACKOFF_S = 0.05
-"""Wait before re-sending a scoring call the engine aborted; doubles each time."""
-ABORT_MAX_BACKOFF_S = 1.0
 
 HINT_MARKER = "[Hint learned from hindsight]"
 """The line that introduces a hint inside the teacher context."""
@@ -147,8 +145,9 @@ class TeacherScorer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
-        self.abort_stall_s = abort_stall_s
-        """Seconds of aborted scoring calls (weight updates) after which the teacher is unavailable."""
+        self.abort_policy = ResumePolicy(stall_timeout=abort_stall_s, first_backoff=0.05)
+        """Re-sending aborted scoring calls (weight updates): back-off, and the seconds of aborts
+        after which the teacher is unavailable."""
         self.clock = clock
         self.aborts = 0
         """Scoring calls the engine aborted and that were sent again."""
@@ -204,8 +203,9 @@ class TeacherScorer:
 
     async def _scored(self, request: GenerateRequest) -> GenerateOutput:
         """The engine's answer to ``request``, sent again while the engine aborts it."""
-        give_up = self.clock() + self.abort_stall_s
-        backoff = ABORT_BACKOFF_S
+        policy = self.abort_policy
+        give_up = self.clock() + policy.stall_timeout
+        backoff = policy.first_backoff
         while True:
             outcome = await call_with_retries(lambda: self.engine.generate(request), self.policy)
             if outcome.value is None:
@@ -214,7 +214,7 @@ class TeacherScorer:
                 return outcome.value
             self.aborts += 1
             if self.clock() >= give_up:
-                raise JudgeUnavailable(f"teacher engine aborted scoring for {self.abort_stall_s:.0f}s (weight updates)")
+                raise JudgeUnavailable(f"teacher engine aborted scoring for {policy.stall_timeout:.0f}s (weight updates)")
             log.info("teacher scoring aborted by the engine (weight update); sending it again in %.2fs", backoff)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, ABORT_MAX_BACKOFF_S)
+            backoff = min(backoff * 2, policy.max_backoff)
