@@ -23,12 +23,12 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from slime_openclaw.config import OpenClawConfig
+from slime_openclaw.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +93,7 @@ def address(config: OpenClawConfig, bound_url: str) -> dict[str, Any]:
 
 def write_address(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` to ``path`` atomically (a reader sees the old file or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gateway-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=2)
-            out.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(record, indent=2) + "\n", mode=0o644)
 
 
 def publish(config: OpenClawConfig, bound_url: str, args: Any) -> dict[str, Any]:

@@ -11,13 +11,12 @@ and length-filters; the episode's real opening is the environment's ``reset``. W
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from slime_openclaw.errors import ConfigError
+from slime_openclaw.files import write_text_atomically
 
 INPUT_KEY = "prompt"
 METADATA_KEY = "metadata"
@@ -49,12 +48,5 @@ def write_prompt_data(path: str | Path, tasks: Iterable[dict[str, Any]]) -> int:
     rows = [prompt_row(task) for task in tasks]
     if not rows:
         raise ConfigError("no tasks to write (the split is empty)")
-    fd, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        os.replace(staging, target)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
+    write_text_atomically(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return len(rows)
