@@ -173,12 +173,10 @@ async def test_merging_client_gives_the_same_tokens(fake_sglang: str) -> None:
     [b'data: {"a"', b':1}\n\ndata: {"b":2}\n', b"\ndata: [DONE]\n\n"],  # events cut across reads
     [b'data: {"a":1}\r\n\r\n', b': keep-alive\n\n', b'data:{"b":2}\n\n'],  # CRLF, comments, no space, no [DONE]
 ])
-async def test_sse_payloads_are_the_same_however_the_reads_fall(reads: list[bytes]) -> None:
-    from slime_openclaw.engine.client import _sse_batches
+def test_sse_payloads_are_the_same_however_the_reads_fall(reads: list[bytes]) -> None:
+    from slime_openclaw.engine.client import SseEvents
 
-    async def body() -> AsyncIterator[bytes]:
-        for read in reads:
-            yield read
-
-    payloads = [p for batch in [b async for b in _sse_batches(body())] for p in batch]
+    events = SseEvents()
+    payloads = [p for read in [*reads, b""] for p in events.feed(read)]  # b"": the body's end
     assert [json.loads(p) for p in payloads] == [{"a": 1}, {"b": 2}]
+    assert events.done and events.feed(b'data: {"c":3}\n\n') == []  # nothing after the end

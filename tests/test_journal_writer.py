@@ -136,3 +136,32 @@ async def test_sqlite_full_in_a_batch_reports_exactly_what_committed(tmp_path):
         for turn, outcome in zip([small[0], big, small[1], small[2]], outcomes, strict=True):
             assert (journal.get(turn.key) is not None) == (outcome is None)
         assert journal._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_batches_run_bare_and_only_a_failed_one_is_redone_with_savepoints(tmp_path):
+    """No savepoint per write while every write succeeds; a batch with a failing write is rolled
+    back and applied again with one savepoint per write (the other writes still commit)."""
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        statements: list[str] = []
+        journal._conn.set_trace_callback(statements.append)
+        writer = JournalWriter(journal, lambda w, e: None)
+        assert writer.bare
+        turns = [make_turn("s", i) for i in range(4)]
+        futures = [writer.submit(Write("record_turn", t.key, lambda t=t: journal.record_turn(t))) for t in turns[:2]]
+        assert [await f for f in futures] == [None, None]
+        assert not [s for s in statements if s.startswith("SAVEPOINT")]
+        assert sum(s == "COMMIT" for s in statements) == 1
+
+        def broken() -> None:
+            raise JournalError("disk full")
+
+        statements.clear()
+        futures = [writer.submit(Write("record_turn", turns[2].key, lambda: journal.record_turn(turns[2]))),
+                   writer.submit(Write("record_turn", "s:9", broken)),
+                   writer.submit(Write("record_turn", turns[3].key, lambda: journal.record_turn(turns[3])))]
+        outcomes = [await f for f in futures]
+        assert outcomes[0] is None and outcomes[2] is None and str(outcomes[1]) == "disk full"
+        # one rollback of the bare try; then a savepoint for each write that reaches the journal
+        assert statements.count("ROLLBACK") == 1 and sum(s.startswith("SAVEPOINT") for s in statements) == 2
+        assert all(journal.get(t.key) is not None for t in turns)
+        assert writer.batches == 2

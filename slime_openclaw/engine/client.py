@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -180,26 +180,32 @@ class EngineClient:
         )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
-        """Generate, yielding only the tokens that are new in each chunk."""
+        """Generate, yielding only the tokens that are new in each chunk.
+
+        One generator over the body's pieces: the SSE split and the chunk parsing are plain
+        calls inside it (they run once per streamed token)."""
         reader = _DeltaReader(len(request.input_ids))
+        events = SseEvents()
+        merge = self.merge_chunks
         try:
             async with await self._send("POST", "/generate", request.to_json(stream=True),
                                         self._request_timeout, routing_headers(request.routing_key)) as response:
                 if response.status != 200:
                     _raise_for_status(response.status, response.reason, await response.read(), "/generate")
                 body = response.chunks()
-                batches = _sse_batches(body)
                 try:
-                    async for payloads in batches:
-                        for delta in reader.deltas(payloads, merge=self.merge_chunks):
+                    while True:
+                        payloads = events.feed(await anext(body, b""))
+                        for delta in reader.deltas(payloads, merge=merge):
                             if delta.finish_reason is not None:
                                 response.finish_in_background()  # "[DONE]" may follow: keep the connection
                                 yield delta
                                 return
                             if delta.output_ids:
                                 yield delta
+                        if events.done:
+                            break
                 finally:
-                    await batches.aclose()
                     await body.aclose()
         except ConnectError as exc:
             raise EngineError(f"cannot reach engine ({_what(exc)})") from exc
@@ -291,22 +297,29 @@ def _raise_for_status(status: int, reason: str, raw: bytes, path: str) -> None:
     raise EngineError(f"the engine answered {status} on {path}: {message or reason}", code=code)
 
 
-async def _sse_batches(body: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes], None]:
-    """The payloads of ``data:`` lines until ``data: [DONE]`` (or the end of the body), in
-    batches: the complete lines of what arrived together (one read often holds several events).
-    """
-    pending = b""
-    while True:
-        data = await anext(body, b"")
+class SseEvents:
+    """The payloads of an SSE body's ``data:`` lines until ``data: [DONE]`` (or the body's end),
+    fed the body as it arrives; ``feed`` gives the complete events of what arrived together
+    (one read often holds several)."""
+
+    def __init__(self) -> None:
+        self.done = False
+        """``[DONE]`` came, or the body ended (``feed(b"")``)."""
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The payloads completed by ``data``; ``b""`` marks the end of the body."""
+        if self.done:
+            return []
+        pending = self._pending
         if not data:
-            lines, pending = [pending], b""
+            lines, self._pending, self.done = [pending], b"", True
         elif not pending and data.startswith(b"data: {") and data.find(b"\n") == len(data) - 2 and (
                 data.endswith(b"\n\n")):  # the common read: one whole JSON event, nothing else
-            yield [data[6:-2]]
-            continue
+            return [data[6:-2]]
         else:
             lines = (pending + data if pending else data).split(b"\n")
-            pending = lines.pop()
+            self._pending = lines.pop()
         batch = []
         for line in lines:
             line = line.strip()
@@ -314,15 +327,10 @@ async def _sse_batches(body: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes]
                 continue
             payload = line[5:].strip()
             if payload == b"[DONE]":
-                data = b""
+                self.done = True
                 break
             batch.append(payload)
-        if batch:
-            yield batch
-        if not data:
-            return
-
-
+        return batch
 
 
 def _chunk(payload: bytes) -> dict[str, Any]:
@@ -376,14 +384,21 @@ class _DeltaReader:
         meta = chunk.get("meta_info") or {}
         seen = self.seen
         ids = chunk.get("output_ids") or []
-        total = int(meta.get("completion_tokens", seen + len(ids)))
-        new_ids = tuple(map(int, _new_part(ids, total, seen, "output_ids")))
+        completion = meta.get("completion_tokens")
+        total = seen + len(ids) if completion is None else int(completion)
+        new_ids = tuple(map(int, ids if len(ids) == total - seen else _new_part(ids, total, seen, "output_ids")))
         log_probs: tuple[float, ...] = ()
-        if "output_token_logprobs" in meta:
-            entries = _new_part(meta["output_token_logprobs"] or [], total, seen, "log-probs")
-            log_probs = tuple(map(float, _values(entries)))
+        entries = meta.get("output_token_logprobs")
+        if entries is not None or "output_token_logprobs" in meta:
+            entries = entries or []
+            if len(entries) != total - seen:
+                entries = _new_part(entries, total, seen, "log-probs")
+            log_probs = tuple([float(e[0]) for e in entries])
         self.seen = seen + len(new_ids)
         finish = meta.get("finish_reason")
-        return GenerateDelta(new_ids, log_probs, self._weight_version(meta.get("weight_version")),
+        version = meta.get("weight_version")
+        known = self._version
+        return GenerateDelta(new_ids, log_probs, known[1] if known is not None and known[0] == version
+                             else self._weight_version(version),
                              None if finish is None else parse_finish_reason(finish),
                              int(meta.get("prompt_tokens", self.prompt_tokens)))

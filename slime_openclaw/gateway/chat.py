@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from slime_openclaw.engine.protocol import Engine, SamplingParams
-from slime_openclaw.errors import EngineError, OpenClawError, RequestError
+from slime_openclaw.errors import OpenClawError, RequestError
 from slime_openclaw.gateway import responses as R
 from slime_openclaw.gateway.codec import ChatCodec, MessageDelta, StreamParser
 from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
@@ -113,7 +113,7 @@ class ChatService:
         cid = R.completion_id()
         generation = ResumableGeneration(self.engine, prompt_ids, sampling, request_id=cid,
                                          policy=self.settings.resume, on_resume=self._count_resume,
-                                         stream=request.stream)
+                                         stream=request.stream, transport_failures=_ENGINE_FAILURES)
         created = int(time.time())
         return _Exchange(request, context, cid, created, started, prompt_ids, generation,
                          self.codec.new_parser(prompt_ids), R.StopTrimmer(request.stop),
@@ -147,7 +147,7 @@ class ChatService:
         """Serve the exchange (streamed or not) and record it."""
         assignment = self.book.open(ex.context, ex.request.messages, ex.prompt_ids) if ex.context.train else None
         ex.generation.routing_key = assignment.session_id if assignment is not None else ex.context.session_id
-        tokens = _guard(ex.generation.run())
+        tokens = ex.generation.run()  # transport failures come out as EngineError
         try:
             if ex.request.stream:
                 return await self._stream(http, ex, tokens, assignment)
@@ -302,19 +302,6 @@ def context_exceeded(limit: int, prompt_tokens: int, max_tokens: int | None, *,
         "Please reduce the length of the messages or completion.",
         code="context_length_exceeded", param="messages",
     )
-
-
-async def _guard(tokens: AsyncIterator[tuple[int, ...]]) -> AsyncGenerator[tuple[int, ...], None]:
-    """Turn transport failures of the engine into ``EngineError``."""
-    try:
-        async for ids in tokens:
-            yield ids
-    except _ENGINE_FAILURES as exc:
-        raise EngineError(f"engine request failed: {type(exc).__name__}") from exc
-    finally:
-        aclose = getattr(tokens, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 from slime_openclaw.engine.protocol import Engine, GenerateDelta, GenerateRequest, SamplingParams
@@ -56,6 +56,10 @@ class ResumableGeneration:
     """Stream each attempt (``Engine.stream``); False: one ``Engine.generate`` call per attempt."""
     routing_key: str | None = None
     """The session of the request, sent with every attempt (cache-affine routing)."""
+    transport_failures: tuple[type[BaseException], ...] = (asyncio.TimeoutError, ConnectionError)
+    """What the engine's transport raises when it fails (the caller's HTTP client adds its
+    own): each attempt raises these as ``EngineError``, in this generator, so a consumer
+    needs no wrapper of its own (one generator layer less per streamed chunk)."""
 
     output_ids: list[int] = field(default_factory=list)
     log_probs: list[float] = field(default_factory=list)
@@ -64,7 +68,7 @@ class ResumableGeneration:
     resumes: int = 0
     """Number of resubmissions after an abort."""
 
-    async def run(self) -> AsyncIterator[tuple[int, ...]]:
+    async def run(self) -> AsyncGenerator[tuple[int, ...], None]:
         """Yield newly generated token ids as they arrive, across aborts, until done.
 
         Streamed attempts yield a batch per engine delta, non-streamed ones one batch per
@@ -96,6 +100,8 @@ class ResumableGeneration:
                     if delta.finish_reason is not None:
                         finish = delta.finish_reason
                         break
+            except self.transport_failures as exc:
+                raise EngineError(f"engine request failed: {type(exc).__name__}") from exc
             finally:
                 await _close(deltas)
             if finish is None:

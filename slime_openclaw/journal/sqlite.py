@@ -97,14 +97,19 @@ class SqliteJournal:
             raise
         return conn
 
-    def batch(self) -> AbstractContextManager[None]:
+    def batch(self, *, savepoints: bool = True) -> AbstractContextManager[None]:
         """Run several writes of this thread in one transaction, with one commit.
 
         Each write inside is its own savepoint, so one that fails rolls back alone and raises
         as usual; the others commit together when the block ends. Other threads' calls wait
-        for the block (the gateway's journal writer groups its writes this way).
+        for the block (the gateway's journal writer groups its writes this way). Without
+        ``savepoints`` (two statements less per write) the first write that fails rolls the
+        whole batch back once its error leaves the block.
         """
-        return self._tx.batch()
+        return self._tx.batch(savepoints=savepoints)
+
+    bare_batches = True
+    """``batch(savepoints=False)`` is offered (journal/writer.py tries it first)."""
 
     def _turn_state(self, conn: sqlite3.Connection, turn_key: str) -> str | None:
         row = conn.execute("SELECT state FROM turns WHERE turn_key = ?", (turn_key,)).fetchone()

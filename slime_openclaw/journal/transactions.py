@@ -7,6 +7,11 @@ failed write inside a batch rolls back its own savepoint only, unless SQLite rol
 whole transaction (it may, on a full disk or an I/O error): then every later write of the
 batch fails too, and the batch commits nothing. Nothing here knows
 the journal's tables (journal/schema.py) or queries (journal/sqlite.py and its helpers).
+
+``batch(savepoints=False)`` runs the writes bare, without a savepoint each (two statements
+less per write): the first that fails rolls the whole batch back and raises. The gateway's
+journal writer tries its batches that way first and, only when one fails, applies that
+batch again with a savepoint per write (journal/writer.py).
 """
 
 from __future__ import annotations
@@ -34,23 +39,26 @@ class Transactions:
         self.conn = conn
         self._lock = threading.RLock()
         self._batching = False
+        self._bare = False
+        """Inside ``batch(savepoints=False)``: writes run in the batch's transaction as they are."""
         self._aborted: JournalError | None = None
         """Set when SQLite rolled back the batch's transaction under it."""
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, savepoints: bool = True) -> Iterator[None]:
         """Run several writes of this thread in one transaction, with one commit.
 
         Each write inside is its own savepoint, so one that fails rolls back alone and raises
         as usual; the others commit together when the block ends. Other threads' calls wait
-        for the block.
+        for the block. Without ``savepoints`` a write that fails rolls back the whole batch
+        once its error leaves the block.
         """
         with self._transaction():
-            self._batching = True
+            self._batching, self._bare = savepoints, not savepoints
             try:
                 yield
             finally:
-                self._batching = False
+                self._batching = self._bare = False
             aborted, self._aborted = self._aborted, None
             if aborted is not None:
                 raise aborted
@@ -59,6 +67,9 @@ class Transactions:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A connection inside a write transaction (a savepoint when inside ``batch``)."""
         with self._lock:
+            if self._bare:
+                yield self.conn
+                return
             if self._batching:
                 with self._savepoint() as conn:
                     yield conn
