@@ -173,3 +173,18 @@ def test_chunk_encoder_is_byte_identical_to_chunk_dicts(delta: dict, finish: str
     slow = sse(chunk(cid="chatcmpl-x\u00e9", created=17, model="tiny/\"m\"", delta=delta, finish_reason=finish,
                      logprobs=logprobs))
     assert fast == slow
+
+
+def test_settle_collector_freezes_start_up_and_raises_the_young_threshold() -> None:
+    import gc
+
+    from slime_openclaw.gateway.collector import OLDER_THRESHOLDS, YOUNG_THRESHOLD, settle_collector
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        settle_collector()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from slime_openclaw.gateway import eventloop
+from slime_openclaw.gateway.collector import settle_collector
 
 RELAY_CLIENTS = ("own", "aiohttp", "httpcore")
 
@@ -117,7 +118,7 @@ def gateway_child(model_dir: str, engine_url: str, journal: str, merge_chunks: b
     async def main() -> None:
         deps = GatewayDeps(EngineClient(engine_url, merge_chunks=merge_chunks), recorder, codec,
                            GatewaySettings(served_model_name="tiny", max_concurrency=4096))
-        gc.freeze()  # as ``serve`` does once started
+        settle_collector()  # as ``serve`` does once started
         await serve_app(make_app(deps), "gateway", port=port, reuse_port=reuse_port)
 
     eventloop.run(main(), loop=loop)
@@ -195,5 +196,5 @@ def relay_child(engine_url: str, client: str, loop: str) -> None:
 
     app = web.Application()
     app.router.add_post("/generate", relay)
-    gc.freeze()
+    settle_collector()  # the same collector settings as the gateway's: the floor stays a fair one
     eventloop.run(serve_app(app, "relay"), loop=loop)

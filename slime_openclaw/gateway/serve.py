@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import secrets
 import signal
@@ -45,6 +44,7 @@ from slime_openclaw.gateway import eventloop
 from slime_openclaw.gateway.app import GatewaySettings
 from slime_openclaw.gateway.auth import check_bind
 from slime_openclaw.gateway.chat import ChatSettings
+from slime_openclaw.gateway.collector import settle_collector
 from slime_openclaw.gateway.supervisor import EngineSupervisor
 from slime_openclaw.gateway.tokenizer_codec import model_context_length
 
@@ -198,7 +198,7 @@ async def _serve_until_stopped(args: argparse.Namespace, engine_url: str, model:
                                child: EngineChild | None = None) -> None:
     supervisor = None if child is None else EngineSupervisor(child)
     async with serving(args, engine_url, model, supervisor) as url:
-        gc.freeze()  # what start-up loaded (transformers, the tokenizer) is never scanned by the collector
+        settle_collector()  # start-up (transformers, the tokenizer) frozen; young collections rarer
         print(f"gateway listening on {url} " + ("(embedded engine)" if child else f"(engine {engine_url})"), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
