@@ -300,7 +300,12 @@ class ResponseParser:
         if not self._stop_ids.isdisjoint(ids):
             ids = ids[:next(k for k, i in enumerate(ids) if i in self._stop_ids)]
             self.stopped = True
-        self._buf += self._decoder.feed(ids)
+        text = self._decoder.feed(ids)
+        if self._mode == "content" and not self._buf and "<" not in text:
+            # the common step, as ``_drain`` would take it: plain content, nothing held back
+            piece = self._content.push(text)
+            return [ParsedDelta(content=piece)] if piece else []
+        self._buf += text
         return self._drain(final=False)
 
     def close(self) -> list[ParsedDelta]:

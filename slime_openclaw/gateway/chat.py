@@ -209,8 +209,13 @@ class ChatService:
         return b"".join(ex.chunks.encode(d) for d in deltas)
 
     def _chunks(self, ex: _Exchange, ids: tuple[int, ...]) -> bytes:
-        self._first_token(ex)
-        deltas = [d for d in (self._visible(ex, d) for d in ex.parser.feed(ids)) if d]
+        if not ex.seen_first:
+            self._first_token(ex)
+        parsed = ex.parser.feed(ids)
+        if len(parsed) == 1 and not ex.request.logprobs:  # the common chunk: one delta
+            visible = self._visible(ex, parsed[0])
+            return ex.chunks.encode(visible) if visible else b""
+        deltas = [d for d in (self._visible(ex, d) for d in parsed) if d]
         logprobs = None
         if ex.request.logprobs:
             log_probs = ex.generation.log_probs
