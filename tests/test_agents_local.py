@@ -62,6 +62,53 @@ def test_short_trajectories_keep_every_reply_and_the_cache_keys_of_earlier_recip
     assert "short_share" not in old and "task_seeds" not in old
 
 
+def test_each_environment_prepares_with_its_own_recipe_and_terminal_keeps_its_cache_key(tmp_path: Path) -> None:
+    from slime_openclaw.local.agents.pretrain import (
+        AGENT_RECIPES,
+        AgentPretrainRecipe,
+        default_agent_policy_dir,
+        recipe_for,
+    )
+
+    toolcall, terminal = EnvSpec("toolcall"), EnvSpec("terminal")
+    assert recipe_for(terminal) == AgentPretrainRecipe() and recipe_for(toolcall) is AGENT_RECIPES["toolcall"]
+    assert recipe_for(toolcall).steps > AgentPretrainRecipe().steps
+    # terminal's recipe did not change, so neither did its cached policy (the key as version 2 computed it)
+    assert default_agent_policy_dir(terminal, cache_root=tmp_path).name == "agent-terminal-7f3aae0c0f2e"
+    own = default_agent_policy_dir(toolcall, cache_root=tmp_path)
+    assert own == default_agent_policy_dir(toolcall, recipe=recipe_for(toolcall), cache_root=tmp_path)
+    assert own != default_agent_policy_dir(toolcall, recipe=AgentPretrainRecipe(), cache_root=tmp_path)
+    own.mkdir()  # a prepared policy for toolcall's own recipe: found, not rebuilt
+    (own / "pretrain.json").write_text(json.dumps({"recipe": recipe_for(toolcall).key_fields()}))
+    assert prepare_agent_policy(toolcall, cache_root=tmp_path) == own
+
+
+def test_short_first_steps_come_before_the_mix_and_count_in_steps(tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    from slime_openclaw.local.agents import pretrain
+
+    calls: list[tuple[int, float, int]] = []  # (steps, peak lr, longest example) per train_policy call
+
+    def recording(model, examples, pad_id, recipe, seed, progress=None):  # type: ignore[no-untyped-def]
+        calls.append((recipe.steps, recipe.lr, max(len(ids) for ids, _ in examples)))
+        return real(model, examples, pad_id, recipe, seed, progress)
+
+    real = pretrain.train_policy
+    monkeypatch.setattr(pretrain, "train_policy", recording)
+    recipe = dataclasses.replace(FAST_AGENT_RECIPE, steps=5, short_first=2, short_share=0.0, max_tasks=6)
+    assert recipe.key_fields()["short_first"] == 2 and "short_first" not in FAST_AGENT_RECIPE.key_fields()
+    seen: list[int] = []
+    path = prepare_agent_policy(EnvSpec("toolcall"), recipe=recipe, cache_root=tmp_path, threads=1,
+                                progress=lambda step, _loss: seen.append(step))
+    assert seen == [0, 1, 2, 3, 4]
+    (short_steps, short_lr, short_len), (mix_steps, mix_lr, full_len) = calls
+    assert (short_steps, short_lr, mix_steps, mix_lr) == (2, recipe.lr, 3, recipe.adapt_lr)
+    assert short_len < full_len // 2  # the first steps see no system prompt or tool schemas
+    manifest = read_manifest(path)
+    assert manifest is not None and manifest["recipe"]["short_first"] == 2 and manifest["trajectories"] == 6
+
+
 def test_fast_policy_is_cached_with_its_manifest(fast_policy: Path) -> None:
     manifest = read_manifest(fast_policy)
     assert manifest is not None and manifest["trajectories"] == 12 and manifest["recipe"]["steps"] == 3
