@@ -166,6 +166,25 @@ async def test_stalled_connections_are_closed() -> None:
         assert partial_body.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in partial_body
 
 
+async def test_a_body_that_arrived_whole_is_read_without_a_timeout_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The body timer is only for bodies still arriving (the slow one above still gets its 408)."""
+    from slime_openclaw.gateway import admission
+
+    waits: list[float] = []
+    real_wait_for = asyncio.wait_for
+
+    async def counting_wait_for(awaitable: Any, timeout: float) -> Any:
+        waits.append(timeout)
+        return await real_wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(admission.asyncio, "wait_for", counting_wait_for)
+    async with running_gateway(ok_engine()) as (api, deps), aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{_port(api)}/v1/chat/completions",
+                             json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}) as response:
+            assert response.status == 200
+        assert waits == []
+
+
 class _CountingCodec(CharCodec):
     renders = 0
 

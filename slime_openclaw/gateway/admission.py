@@ -64,8 +64,13 @@ def check_json_content_type(http: web.Request) -> None:
 
 
 async def read_body(http: web.Request, *, max_bytes: int, timeout_s: float) -> bytes:
-    """The request body, decoded per ``Content-Encoding``; raises ``RequestError`` or ``ClientGone``."""
+    """The request body, decoded per ``Content-Encoding``; raises ``RequestError`` or ``ClientGone``.
+
+    A body that has arrived whole (most do, with their head) is read without the timeout's
+    timer and task; only one still arriving is read under ``timeout_s``."""
     try:
+        if http.content.is_eof():
+            return await http.read()
         return await asyncio.wait_for(http.read(), timeout_s)
     except web.HTTPRequestEntityTooLarge:
         raise RequestError(f"request body larger than {max_bytes} bytes", status=413,

@@ -37,6 +37,8 @@ from slime_openclaw.types import Hint, NextState, SessionOutcome, TrainingSample
 
 _INSERT_TURN = layout.insert_sql("turns", layout.TURN_WRITE, verb="INSERT OR IGNORE")
 _INSERT_SAMPLE = layout.insert_sql("samples", layout.SAMPLE_WRITE)
+_OBSERVE = "UPDATE turns SET next_state = ?, observed_at = ?, updated_at = ?, state = ? WHERE turn_key = ?"
+_OBSERVE_SERVED = f"{_OBSERVE} AND state = ?"
 MIN_FREE_BYTES = 1 << 20
 """``check_writable`` counts a filesystem with less free space than this as full."""
 MIN_FREE_PAGES = 64
@@ -143,13 +145,13 @@ class SqliteJournal:
     def attach_next_state(self, turn_key: str, next_state: NextState) -> None:
         """SERVED -> OBSERVED with the next state; the first next state attached wins."""
         payload = codec.dumps(codec.next_state_to_json(next_state))
-        with self._tx.write() as conn:
+        now = self._clock()
+        values = (payload, now, now, TurnState.OBSERVED.value, turn_key)
+        with self._tx.write() as conn:  # the usual case, a SERVED turn, in one statement
+            if conn.execute(_OBSERVE_SERVED, (*values, TurnState.SERVED.value)).rowcount:
+                return
             if rules.turn_step(TurnOp.OBSERVE, turn_key, self._turn_state(conn, turn_key)):
-                now = self._clock()
-                conn.execute(
-                    "UPDATE turns SET next_state = ?, observed_at = ?, updated_at = ?, state = ? WHERE turn_key = ?",
-                    (payload, now, now, TurnState.OBSERVED.value, turn_key),
-                )
+                conn.execute(_OBSERVE, values)
 
     def discard(self, turn_key: str, reason: str) -> None:
         """Move a turn that has no samples yet to DISCARDED with ``reason``."""
