@@ -135,8 +135,10 @@ def test_agents_train_runs_the_whole_loop(fast_policy: Path, tmp_path: Path, cap
     out = tmp_path / "summary.json"
     assert main(["agents", "train", "--env", "toolcall", "--model", str(fast_policy), "--method", "combine",
                  "--rounds", "1", "--tasks-per-round", "2", "--group-size", "2", "--eval-episodes", "2",
-                 "--max-turns", "2", "--workdir", str(tmp_path / "run"), "--summary-json", str(out)]) == 0
+                 "--max-turns", "2", "--lr", "1e-4", "--batch-size", "4", "--kl-coef", "0.1",
+                 "--workdir", str(tmp_path / "run"), "--summary-json", str(out)]) == 0
     summary = json.loads(out.read_text())
+    assert (summary["lr"], summary["batch_size"], summary["kl_coef"]) == (1e-4, 4, 0.1)
     for key in ("success_before", "success_after", "episodes", "train_steps", "requests_failed", "samples_lost"):
         assert key in summary
     assert summary["episodes"] == 4 and summary["requests_failed"] == 0 and summary["samples_lost"] == 0
@@ -151,11 +153,13 @@ def test_agents_train_runs_the_whole_loop(fast_policy: Path, tmp_path: Path, cap
 def test_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["agents", "train", "--env", "no.such.Env"]) == 2
     assert main(["agents", "train", "--env", "toolcall", "--rounds", "0"]) == 2
+    for flag, value in (("--lr", "0"), ("--lr", "nan"), ("--batch-size", "0"), ("--kl-coef", "-1")):
+        assert main(["agents", "train", "--env", "toolcall", flag, value]) == 2
     bad = tmp_path / "tasks.jsonl"
     bad.write_text("not json\n")
     assert main(["agents", "eval", "--env", "toolcall", "--tasks", str(bad), "--episodes", "1"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 3 and all(line.startswith("slime-openclaw agents: ") for line in errors)
+    assert len(errors) == 7 and all(line.startswith("slime-openclaw agents: ") for line in errors)
 
 
 def test_prompt_data_writes_the_rows_the_recipes_read(tmp_path: Path, capsys) -> None:

@@ -73,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--rounds", type=int, default=d.rounds, help=f"training rounds ({d.rounds})")
             p.add_argument("--tasks-per-round", type=int, default=d.tasks_per_round)
             p.add_argument("--group-size", type=int, default=d.group_size, help="episodes per task (the group)")
+            p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate of the local trainer ({d.lr:g})")
+            p.add_argument("--batch-size", type=int, default=d.batch_size,
+                           help=f"samples (steps) per trainer update ({d.batch_size})")
+            p.add_argument("--kl-coef", type=float, default=d.kl_coef,
+                           help=f"KL-to-reference penalty, low_var_kl as slime's --kl-loss-coef ({d.kl_coef:g})")
             p.add_argument("--eval-episodes", type=int, default=24, help="eval tasks before and after (24)")
             p.add_argument("--workdir", metavar="DIR", help="journal, checkpoints, curve (default under XDG data)")
 
@@ -89,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return harness_command.run(args)
     if args.agents_action == "prompt-data":
         return write_prompt_data(args)
-    for key in ("concurrency", "max_turns", "episodes", "rounds", "tasks_per_round", "group_size", "eval_episodes"):
+    for key in ("concurrency", "max_turns", "episodes", "rounds", "tasks_per_round", "group_size", "eval_episodes",
+                "batch_size"):
         if getattr(args, key, 1) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be at least 1")
     spec = EnvSpec.parse(args.env, args.env_arg)
@@ -188,7 +194,11 @@ def settings_from(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfi
         raise ConfigError(f"--temperature must be in (0, 2], got {args.temperature}")
     values: dict[str, Any] = {"concurrency": args.concurrency, "max_turns": args.max_turns, "seed": args.seed,
                               "temperature": args.temperature}
-    for key in ("method", "rounds", "tasks_per_round", "group_size"):
+    if hasattr(args, "lr") and not (args.lr > 0 and args.lr < 1):
+        raise ConfigError(f"--lr must be in (0, 1), got {args.lr}")
+    if hasattr(args, "kl_coef") and not 0 <= args.kl_coef < 1e3:
+        raise ConfigError(f"--kl-coef must be in [0, 1000), got {args.kl_coef}")
+    for key in ("method", "rounds", "tasks_per_round", "group_size", "lr", "batch_size", "kl_coef"):
         if hasattr(args, key):
             values[key] = getattr(args, key)
     return dataclasses.replace(base, **values)

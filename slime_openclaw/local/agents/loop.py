@@ -58,6 +58,8 @@ class AgentTrainSettings:
     """Sampling temperature of the policy (the trainer's log-probs use the same)."""
     lr: float = 2e-4
     batch_size: int = 16
+    kl_coef: float = 0.0
+    """KL-to-reference penalty of the trainer (slime's ``--kl-loss-coef``, low_var_kl; 0: none)."""
     seed: int = 0
 
 
@@ -178,7 +180,7 @@ class _Runner:
                     stage = EpisodeSignals(journal, agent_pipeline(base, s.method), s.method, config.agent)
                     trainer_config = TrainerConfig.from_openclaw(
                         config, str(s.workdir / "checkpoints"), batch_size=s.batch_size, min_batch=1, lr=s.lr, temperature=s.temperature,
-                        wait_s=0.0, threads=1, keep_checkpoints=2)
+                        kl_coef=s.kl_coef, wait_s=0.0, threads=1, keep_checkpoints=2)
                     trainer = await asyncio.get_running_loop().run_in_executor(
                         None, load_trainer, policy, journal, engine, trainer_config)
                     before = await self.eval_point(service.url, "before")
@@ -203,6 +205,7 @@ class _Runner:
             "eval_episodes": after["episodes"], "episodes": self.progress.episodes,
             "train_steps": trainer.step_count, "samples_recorded": self.samples,
             "requests_failed": self.failed, **figures, "seed": self.s.seed,
+            "lr": self.s.lr, "batch_size": self.s.batch_size, "kl_coef": self.s.kl_coef,
             "elapsed_s": round(time.monotonic() - self.progress.started, 1), "curve": self.curve,
         }
 

@@ -12,8 +12,9 @@ log-probs, plus top-K reverse KL) is trainer_objective.py; checkpoints are check
 A checkpoint records its sample ids and ``resume`` acknowledges them again, so a step is
 trained once even when the process dies between checkpoint and ack.
 
-Not here: the optimizer math of slime/Megatron (no micro-batching, no KL-to-reference
-loss), several updates per batch, or GPU placement: the policy is float32 on the CPU.
+With ``kl_coef > 0`` a frozen copy of the base policy is the reference of slime's
+KL-to-reference loss (``--use-kl-loss``). Not here: the optimizer math of slime/Megatron
+(no micro-batching), several updates per batch, or GPU placement: float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class LocalTrainer:
         self.weight_version = 0
         self.checkpoint: Path | None = None
         self.model, self.optimizer = self._build(self.model_dir, None)
+        self.reference = self._reference() if config.kl_coef > 0 else None
         self._push_pending = False
         self._unacked: list[str] = []
         self._lock = asyncio.Lock()
@@ -98,6 +100,15 @@ class LocalTrainer:
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         return model, optimizer
+
+    def _reference(self) -> Any:
+        """The frozen base policy of the KL penalty (loaded once; never trained or saved)."""
+        from transformers import AutoModelForCausalLM
+
+        reference = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
+        reference.eval()
+        reference.requires_grad_(False)
+        return reference
 
     def resume(self) -> Path | None:
         """Load the newest complete checkpoint (weights, optimizer, step, version, RNG) and
@@ -290,7 +301,7 @@ class LocalTrainer:
         started = time.monotonic()
         try:
             self.optimizer.zero_grad(set_to_none=True)
-            loss, stats = batch_gradients(self.model, items, self.config)
+            loss, stats = batch_gradients(self.model, items, self.config, reference=self.reference)
             stats["grad_norm"] = self._clip_gradients()
             self.optimizer.step()
         finally:

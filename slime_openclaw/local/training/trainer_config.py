@@ -16,7 +16,7 @@ from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.local.training.methods import METHODS
 from slime_openclaw.local.training.weight_sync import PUSH_MODES, PushMode
-from slime_openclaw.losses import AdvantageConfig, StalenessPolicy
+from slime_openclaw.losses import KL_TYPES, AdvantageConfig, StalenessPolicy
 from slime_openclaw.types import Method
 
 
@@ -50,6 +50,11 @@ class TrainerConfig:
     opd_clip: float | None = None
     opd_scale: float = 1.0
     normalize_advantages: bool = False
+    kl_coef: float = 0.0
+    """Weight of the KL-to-reference penalty (slime's ``--kl-loss-coef``; 0: none, no reference
+    model is loaded). The reference is the base policy the trainer started from."""
+    kl_type: str = "low_var_kl"
+    """Its estimator (slime's ``--kl-loss-type``): ``k1``, ``k2``, ``k3`` or ``low_var_kl``."""
     temperature: float = 1.0
     """The rollout temperature: log-probs are ``log_softmax(logits / T)``, as the engine's."""
     staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
@@ -72,7 +77,10 @@ class TrainerConfig:
         if not (1 <= self.min_batch <= self.batch_size):
             raise ConfigError(f"need 1 <= min_batch <= batch_size, got {self.min_batch}, {self.batch_size}")
         positive = {"lr": self.lr, "temperature": self.temperature, "poll_s": self.poll_s}
-        non_negative = {"wait_s": self.wait_s, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
+        non_negative = {"wait_s": self.wait_s, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                        "kl_coef": self.kl_coef}
+        if self.kl_type not in KL_TYPES:
+            raise ConfigError(f"trainer kl_type must be one of {list(KL_TYPES)}, got {self.kl_type!r}")
         for name, value in positive.items():
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"trainer {name} must be > 0, got {value}")

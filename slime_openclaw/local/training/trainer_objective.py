@@ -6,13 +6,16 @@ The objective is the slime path's (``slime/hooks.py``), built from the same func
     A_t     = shape_advantages(reward, teacher_lp, old_lp)       # w_rl*r + w_opd*(teacher-old)
     loss_i  = masked_mean(ppo_clip_loss(lp, old_lp, A).loss * w, mask)
               [+ w_opd * masked_mean(topk_reverse_kl(logits, teacher top-K), mask)]
+              [+ kl_coef * masked_mean(approx_kl(lp, ref_lp, kl_type), mask)]
     loss    = mean_i loss_i
 
 with ``lp = log_softmax(logits / T)`` at the response tokens (the engine's convention,
 ``engine/sampling.log_probs``) and ``old_lp`` the **rollout log-probs**: the trainer does
 exactly one update per batch, so the PPO ratio ``exp(lp - rollout_lp)`` is the importance
 ratio between the trainer and the policy that generated the tokens, and its clip bounds
-it (slime's ``--use-rollout-logprobs``). ``w`` comes from ``truncated_importance_weights``
+it (slime's ``--use-rollout-logprobs``). ``ref_lp`` are the log-probs of a frozen reference
+(the base policy) at the same temperature, only when ``kl_coef > 0`` (slime's
+``--use-kl-loss``). ``w`` comes from ``truncated_importance_weights``
 with ``train = old = rollout``: 1 for a fresh sample, 0 for one past the staleness bound
 (action ``drop``: the trainer acknowledges such samples without a forward pass). The
 slime hook sums sample means over a micro-batch; here they are averaged over the batch.
@@ -36,6 +39,7 @@ import torch
 from slime_openclaw.engine.sampling import log_probs as convention_log_probs
 from slime_openclaw.local.training.trainer_config import TrainerConfig
 from slime_openclaw.losses import (
+    approx_kl,
     masked_mean,
     ppo_clip_loss,
     shape_advantages,
@@ -108,7 +112,7 @@ def response_log_probs(model: Any, item: TrainItem, temperature: float) -> tuple
 
 
 def sample_loss(
-    model: Any, item: TrainItem, advantages: torch.Tensor, config: TrainerConfig
+    model: Any, item: TrainItem, advantages: torch.Tensor, config: TrainerConfig, reference: Any = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One sample's loss (with graph) and its detached parts; see the module doc."""
     lp, logits = response_log_probs(model, item, config.temperature)
@@ -125,12 +129,18 @@ def sample_loss(
         kl = masked_mean(topk_reverse_kl(logits.float(), teacher, ids, config.temperature), item.mask)
         loss = loss + config.w_opd * kl
         parts["topk_reverse_kl"] = float(kl.detach())
+    if reference is not None and config.kl_coef > 0:
+        with torch.no_grad():
+            ref_lp, _ = response_log_probs(reference, item, config.temperature)
+        kl_loss = masked_mean(approx_kl(lp, ref_lp, config.kl_type), item.mask)
+        loss = loss + config.kl_coef * kl_loss
+        parts["kl_loss"] = float(kl_loss.detach())
     parts["loss"] = float(loss.detach())
     return loss, parts
 
 
 def batch_gradients(
-    model: Any, items: list[TrainItem], config: TrainerConfig, *, backward: bool = True
+    model: Any, items: list[TrainItem], config: TrainerConfig, *, backward: bool = True, reference: Any = None
 ) -> tuple[float, dict[str, float]]:
     """Accumulate ``d mean_i loss_i`` into ``model``'s ``.grad``, one sample graph at a time.
 
@@ -138,6 +148,7 @@ def batch_gradients(
     over samples of each loss part, ``samples`` and ``staleness_max``. Raises
     ``FloatingPointError`` on a non-finite loss (the caller must not step). With
     ``backward=False`` only the loss and statistics are computed (no graph, no gradient).
+    ``reference`` is the frozen model of the KL penalty (None: no penalty).
     """
     advantages, adv_stats = shape_advantages(
         [i.reward for i in items], [i.teacher for i in items], [i.rollout for i in items],
@@ -147,7 +158,7 @@ def batch_gradients(
     totals: dict[str, float] = {}
     for item, advantage in zip(items, advantages, strict=True):
         with torch.set_grad_enabled(backward):
-            loss, parts = sample_loss(model, item, advantage, config)
+            loss, parts = sample_loss(model, item, advantage, config, reference)
         if backward:
             (loss / n).backward()
         for key, value in parts.items():
