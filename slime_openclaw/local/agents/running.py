@@ -121,7 +121,8 @@ def run_train(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) -
     workdir = Path(args.workdir) if args.workdir else command.default_workdir(spec, args.method, args.seed)
     workdir.mkdir(parents=True, exist_ok=True)
     command.clear(workdir)
-    settings = command.settings_from(args, spec, config, workdir, train, evals[: args.eval_episodes])
+    chosen = list(itertools.islice(itertools.cycle(evals), args.eval_episodes))  # as agents eval: tasks cycle
+    settings = command.settings_from(args, spec, config, workdir, train, chosen)
     policy = policy_dir(args, spec)
     printer = command.ProgressPrinter()
     try:
