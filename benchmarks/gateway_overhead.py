@@ -50,12 +50,15 @@ More paths, each alternated with the others (the processes: benchmarks/overhead_
 * ``--relay-clients aiohttp httpcore``: the relay over a tuned library client instead of
   the gateway's own (engine/http.py), to weigh that client against the libraries.
 * ``--workers N``: N gateway processes on one port (``SO_REUSEPORT``) sharing one journal file.
+* ``--base-checkout DIR``: the gateway of another checkout of this repository (its package
+  and its benchmark's gateway child, e.g. a ``git worktree add --detach DIR REV``), as
+  ``gateway-base``: a change's before and after in one run.
 * ``--peer litellm``: LiteLLM's proxy (its own environment: ``make bench-peer``) in front of
   an OpenAI-compatible face of the same engine, plus ``direct-oai``, that face directly.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 512] [--concurrency 1 16 64]
         [--token-delay 0.004] [--journal :memory:] [--rounds 2] [--json out.json] [--relay-floor]
-        [--loop both] [--relay-clients aiohttp httpcore] [--workers 2] [--peer litellm]
+        [--loop both] [--relay-clients aiohttp httpcore] [--workers 2] [--peer litellm] [--base-checkout DIR]
 """
 
 from __future__ import annotations
@@ -81,8 +84,12 @@ from overhead_paths.peer import MASTER_KEY, calls_logged, start_litellm
 from slime_openclaw.gateway import eventloop
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
-    child = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+def _start(args: list[str], checkout: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a child role (of this checkout's code, or of ``checkout``'s: its package and its benchmark)."""
+    script, env = __file__, None
+    if checkout is not None:
+        script, env = str(checkout / "benchmarks" / "gateway_overhead.py"), {**os.environ, "PYTHONPATH": str(checkout)}
+    child = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, text=True, env=env)
     assert child.stdout is not None
     line = child.stdout.readline()
     if "http://" not in line:
@@ -174,17 +181,17 @@ class Middles:
         self.paths: dict[str, tuple[str, list[int]]] = {}
         self.journals: dict[str, str] = {}
 
-    def _child(self, args: list[str]) -> tuple[subprocess.Popen, str]:
-        child, url = _start(args)
+    def _child(self, args: list[str], checkout: Path | None = None) -> tuple[subprocess.Popen, str]:
+        child, url = _start(args, checkout)
         self.children.append(child)
         return child, url
 
-    def gateway(self, name: str, loop: str, workers: int = 1) -> None:
+    def gateway(self, name: str, loop: str, workers: int = 1, checkout: Path | None = None) -> None:
         journal = self.args.journal or str(self.tmp / f"{name}.sqlite")
         merge = ["--no-merge-chunks"] if self.args.no_merge_chunks else []
         common = ["--role", "gateway", "--model", self.args.model, "--engine-url", self.engine_url,
                   "--journal", journal, "--loop", loop, *merge]
-        first, url = self._child([*common, *(["--reuse-port"] if workers > 1 else [])])
+        first, url = self._child([*common, *(["--reuse-port"] if workers > 1 else [])], checkout)
         pids = [first.pid]
         for _ in range(workers - 1):  # the others bind the first one's port (SO_REUSEPORT)
             pids.append(self._child([*common, "--reuse-port", "--port", url.rsplit(":", 1)[1]])[0].pid)
@@ -209,6 +216,8 @@ class Middles:
             self.gateway(f"gateway{suffix[loop]}", loop)
         if args.workers > 1:
             self.gateway(f"gateway-w{args.workers}{suffix[loops[-1]]}", loops[-1], args.workers)
+        if args.base_checkout is not None:
+            self.gateway(f"gateway-base{suffix[loops[-1]]}", loops[-1], checkout=args.base_checkout)
         if args.relay_floor:
             for loop in loops:
                 self.relay(f"relay{suffix[loop]}", loop)
@@ -297,6 +306,9 @@ def main() -> int:
                         help="also relay over these library HTTP clients (vs the gateway's own, engine/http.py)")
     parser.add_argument("--workers", type=int, default=1,
                         help="also measure N gateway processes on one port (SO_REUSEPORT) sharing one journal")
+    parser.add_argument("--base-checkout", type=Path, help="also measure the gateway of another checkout of this "
+                        "repository (e.g. `git worktree add --detach DIR REV`), as path gateway-base: before/after "
+                        "in one run")
     parser.add_argument("--peer", choices=("litellm",), help="also measure LiteLLM's proxy in front of an "
                         "OpenAI-compatible face of the same engine (needs `make bench-peer`)")
     parser.add_argument("--peer-venv", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "litellm-proxy",
