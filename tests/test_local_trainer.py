@@ -83,14 +83,15 @@ TeacherFn = Callable[[int, tuple[float, ...]], tuple[float, ...] | None]
 
 async def fill(client: EngineClient, journal: SqliteJournal, n: int, *, method: Method = Method.BINARY,
                reward: float = 1.0, teacher: TeacherFn | None = None, topk: bool = False,
-               session: str = "s", first: int = 0) -> list[TrainingSample]:
-    """Serve ``n`` prompts with the engine and record one READY sample per turn."""
+               session: str = "s", first: int = 0, version: int | None = None) -> list[TrainingSample]:
+    """Serve ``n`` prompts with the engine and record one READY sample per turn (``version``:
+    the weight version recorded instead of the engine's)."""
     samples = []
     for i in range(first, first + n):
         prompt = tuple(range(30 + 7 * i, 42 + 7 * i))
         sampling = SamplingParams(temperature=1.0, max_new_tokens=RESPONSE_TOKENS, sampling_seed=i, ignore_eos=True)
         out = await client.generate(GenerateRequest(prompt, sampling, top_logprobs_num=TOPK if topk else 0))
-        versions = (out.weight_version,) * len(out.output_ids)
+        versions = (out.weight_version if version is None else version,) * len(out.output_ids)
         turn = Turn(session_id=session, turn_index=i, turn_type=TurnType.MAIN, messages=(), tools=(),
                     prompt_ids=prompt, response_ids=out.output_ids, response_log_probs=out.output_log_probs,
                     weight_versions=versions, finish_reason=out.finish_reason,
@@ -356,3 +357,32 @@ async def test_waits_for_a_batch_then_runs_on_fewer(
     await fill(client, journal, 1, first=1)  # a second one arrives while it waits
     result = await stepping
     assert result is not None and len(result.sample_ids) == 2
+
+
+async def test_a_batch_of_skipped_samples_does_not_end_the_step(
+    tmp_path: Path, tiny_model_path: Path, client: EngineClient, journal: SqliteJournal  # noqa: F811
+) -> None:
+    """Drained samples that are all skipped (here: too stale) are not "none arrived": the step
+    drains on and trains the fresh ones behind them (before, it returned None and left them)."""
+    trainer = LocalTrainer(tiny_model_path, journal, client, config(tmp_path, "binary", batch_size=4))
+    await fill(client, journal, 4, version=0)
+    await fill(client, journal, 2, first=4, version=10)
+    trainer.weight_version = 10  # the first four are 10 versions behind: past max_staleness 4
+    result = await trainer.step()
+    assert result is not None and len(result.sample_ids) == 2 and result.skipped == 4
+    assert all(not sid.startswith(("s:0:", "s:1:", "s:2:", "s:3:")) for sid in result.sample_ids)
+    assert journal.stats().samples_by_state == {"ready": 0, "in_flight": 0, "consumed": 6}
+
+
+async def test_no_staleness_bound_trains_every_sample_of_a_round(
+    tmp_path: Path, tiny_model_path: Path, client: EngineClient, journal: SqliteJournal  # noqa: F811
+) -> None:
+    """agents train's setting (local/agents/loop.py): a round's later mini-batches are not dropped."""
+    from slime_openclaw.losses import StalenessPolicy
+
+    trainer = LocalTrainer(tiny_model_path, journal, client,
+                           config(tmp_path, "binary", batch_size=4, staleness=StalenessPolicy(max_staleness=None)))
+    await fill(client, journal, 4, version=0)
+    trainer.weight_version = 10
+    result = await trainer.step()
+    assert result is not None and len(result.sample_ids) == 4 and result.skipped == 0

@@ -7,6 +7,10 @@ evaluates on the eval split (not recorded: ``X-OpenClaw-Train: off``), then per 
 plays ``tasks_per_round`` train tasks ``group_size`` times each (a task group), records
 the round's step samples and runs trainer steps until the journal has none READY, and
 evaluates again every ``eval_every`` rounds and at the end: the success-rate curve.
+A round's samples are trained as slime trains one rollout, in mini-batches of ``batch_size``
+one after the other, all of them before the next round plays: the trainer bounds no
+staleness here (the PPO clip on the rollout log-probs bounds each later mini-batch's ratio;
+with ``openclaw_max_staleness`` 4 every sample past the fourth step of a round was dropped).
 Everything lives in ``settings.workdir`` (journal, checkpoints); stopped in ``finally``.
 """
 
@@ -32,6 +36,7 @@ from slime_openclaw.journal.location import open_journal
 from slime_openclaw.live import SignalStack, build_signal_pipeline, default_resolver, live_service
 from slime_openclaw.local.agents.episodes import Job, evaluation, run_episodes
 from slime_openclaw.local.demo.loop import journal_figures
+from slime_openclaw.losses import StalenessPolicy
 
 JOURNAL_FILE = "journal.sqlite"
 
@@ -180,7 +185,8 @@ class _Runner:
                     stage = EpisodeSignals(journal, agent_pipeline(base, s.method), s.method, config.agent)
                     trainer_config = TrainerConfig.from_openclaw(
                         config, str(s.workdir / "checkpoints"), batch_size=s.batch_size, min_batch=1, lr=s.lr, temperature=s.temperature,
-                        kl_coef=s.kl_coef, wait_s=0.0, threads=1, keep_checkpoints=2)
+                        kl_coef=s.kl_coef, wait_s=0.0, threads=1, keep_checkpoints=2,
+                        staleness=StalenessPolicy(max_staleness=None, tis_cap=config.tis_clip or 2.0))
                     trainer = await asyncio.get_running_loop().run_in_executor(
                         None, load_trainer, policy, journal, engine, trainer_config)
                     before = await self.eval_point(service.url, "before")

@@ -263,7 +263,11 @@ class LocalTrainer:
                 if defer:
                     self.journal.nack([s.sample_id for s in defer])
                 items += keep
-                if len(items) >= c.batch_size or loop.time() >= deadline or (stop is not None and stop.is_set()):
+                if len(items) >= c.batch_size or (stop is not None and stop.is_set()):
+                    break
+                if skip and not defer:
+                    continue  # skipped samples are not "none arrived": drain on (each skip is acknowledged)
+                if loop.time() >= deadline:
                     break
                 if not drained or defer:
                     await _sleep(min(c.poll_s, max(deadline - loop.time(), 0.0)), stop)
