@@ -77,6 +77,11 @@ async def _served(args: argparse.Namespace, policy: Path | None, config: OpenCla
             yield service.url
 
 
+def cycled(tasks: list[dict[str, Any]], episodes: int) -> list[dict[str, Any]]:
+    """``episodes`` tasks, cycling through ``tasks`` (both ``eval --episodes`` and ``train --eval-episodes``)."""
+    return list(itertools.islice(itertools.cycle(tasks), episodes))
+
+
 def run_eval(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) -> dict[str, Any]:
     """``agents eval`` (see the module docstring); prints one line, returns the summary."""
     from slime_openclaw.journal.sqlite import SqliteJournal
@@ -87,7 +92,7 @@ def run_eval(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) ->
         tasks = read_tasks(args.tasks)
     else:
         tasks = command.split_tasks(spec, None, args.seed)[1]
-    chosen = list(itertools.islice(itertools.cycle(tasks), args.episodes))
+    chosen = cycled(tasks, args.episodes)
     values = config.to_mapping()
     values["openclaw_journal_path"] = str(Path(args.journal).resolve()) if args.journal else ":memory:"
     run_config = OpenClawConfig.from_mapping(values)
@@ -121,7 +126,7 @@ def run_train(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) -
     workdir = Path(args.workdir) if args.workdir else command.default_workdir(spec, args.method, args.seed)
     workdir.mkdir(parents=True, exist_ok=True)
     command.clear(workdir)
-    chosen = list(itertools.islice(itertools.cycle(evals), args.eval_episodes))  # as agents eval: tasks cycle
+    chosen = cycled(evals, args.eval_episodes)
     settings = command.settings_from(args, spec, config, workdir, train, chosen)
     policy = policy_dir(args, spec)
     printer = command.ProgressPrinter()

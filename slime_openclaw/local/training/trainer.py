@@ -91,10 +91,7 @@ class LocalTrainer:
 
     # -- state -------------------------------------------------------------------------
     def _build(self, path: Path, optimizer_state: dict[str, Any] | None) -> tuple[Any, torch.optim.Optimizer]:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        model.eval()  # no dropout: the trainer's log-probs must be the engine's
+        model = _load_policy(path)
         c = self.config
         optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
         if optimizer_state is not None:
@@ -103,12 +100,7 @@ class LocalTrainer:
 
     def _reference(self) -> Any:
         """The frozen base policy of the KL penalty (loaded once; never trained or saved)."""
-        from transformers import AutoModelForCausalLM
-
-        reference = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
-        reference.eval()
-        reference.requires_grad_(False)
-        return reference
+        return _load_policy(self.model_dir).requires_grad_(False)
 
     def resume(self) -> Path | None:
         """Load the newest complete checkpoint (weights, optimizer, step, version, RNG) and
@@ -341,6 +333,13 @@ class LocalTrainer:
         if not math.isfinite(norm):
             raise FloatingPointError(f"non-finite gradient norm {norm}: the update is skipped")
         return norm
+
+
+def _load_policy(path: Path) -> Any:
+    """The policy at ``path``, float32, in eval mode (no dropout: its log-probs must be the engine's)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
 async def _sleep(seconds: float, stop: asyncio.Event | None) -> None:
