@@ -131,6 +131,29 @@ def test_agents_eval_records_one_session_per_episode(fast_policy: Path, tmp_path
     assert "success rate" in capsys.readouterr().out
 
 
+def test_agents_eval_draws_the_same_samples_for_the_same_seed(fast_policy: Path, tmp_path: Path) -> None:
+    from slime_openclaw.envs import builtin_tasks
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in builtin_tasks("toolcall", "eval")[:3]))
+
+    def replies(seed: int, name: str) -> dict[str, list[tuple[int, ...]]]:
+        journal = tmp_path / f"{name}.sqlite"
+        assert main(["agents", "eval", "--env", "toolcall", "--tasks", str(tasks), "--episodes", "3",
+                     "--model", str(fast_policy),
+                     "--journal", str(journal), "--max-turns", "2", "--temperature", "1.0",
+                     "--seed", str(seed)]) == 0
+        with SqliteJournal(journal, create=False) as store:
+            by_session: dict[str, list[tuple[int, ...]]] = {}
+            for r in sorted(store.iter_turns(), key=lambda r: (r.turn.session_id, r.turn.turn_index)):
+                by_session.setdefault(r.turn.session_id, []).append(tuple(r.turn.response_ids))
+            return by_session
+
+    first, again, other = replies(3, "a"), replies(3, "b"), replies(4, "c")
+    assert first == again and len(first) == 3
+    assert first != other
+
+
 def test_agents_train_runs_the_whole_loop(fast_policy: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "summary.json"
     assert main(["agents", "train", "--env", "toolcall", "--model", str(fast_policy), "--method", "combine",

@@ -19,6 +19,7 @@ hints and the teacher are the gateway's and the signal code's, as for any client
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class DriverSettings:
     train: bool = True
     """False sends ``X-OpenClaw-Train: off`` (evaluation: served, never recorded)."""
     extra_body: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    """Seeds each request's sampler (OpenAI's ``seed``) from this, the episode's seed key and the
+    turn index: the same episode of the same policy draws the same tokens. None: unseeded."""
 
 
 def reply_message(message: Any) -> Message:
@@ -62,9 +66,18 @@ def reply_message(message: Any) -> Message:
 class _Client:
     """The gateway seen by one episode: chat turns in its session, then the outcome."""
 
-    def __init__(self, api: openai.AsyncOpenAI, settings: DriverSettings, episode_id: str) -> None:
+    def __init__(self, api: openai.AsyncOpenAI, settings: DriverSettings, episode_id: str,
+                 seed_key: str | None = None) -> None:
         self.api, self.settings, self.episode_id = api, settings, episode_id
+        self.seed_key = seed_key or episode_id
         self.ok = self.failed = 0
+
+    def request_seed(self) -> int | None:
+        """This request's sampling seed (see ``DriverSettings.seed``)."""
+        if self.settings.seed is None:
+            return None
+        text = f"{self.settings.seed}:{self.seed_key}:{self.ok + self.failed}".encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:4], "big") >> 1
 
     def headers(self, done: bool) -> dict[str, str]:
         headers = {"X-Session-Id": self.episode_id}
@@ -75,12 +88,13 @@ class _Client:
         return headers
 
     async def turn(self, messages: list[Message], tools: list[dict[str, Any]], *, done: bool = False) -> Message:
-        s = self.settings
+        s, seed = self.settings, self.request_seed()
+        body = dict(s.extra_body) if seed is None else {**s.extra_body, "seed": seed}
         try:
             completion = await self.api.chat.completions.create(
                 model=s.model, messages=messages, tools=tools or openai.NOT_GIVEN,  # type: ignore[arg-type]
                 max_tokens=1 if done else s.max_tokens, temperature=s.temperature,
-                extra_headers=self.headers(done), extra_body=s.extra_body or None,
+                extra_headers=self.headers(done), extra_body=body or None,
             )
         except BaseException:
             self.failed += 1
@@ -114,8 +128,12 @@ async def _relay(env: Environment, client: _Client, messages: list[Message], too
 
 
 async def run_episode(env: Environment, task: dict[str, Any], settings: DriverSettings, *, episode_id: str,
-                      group: str, api: openai.AsyncOpenAI | None = None) -> EpisodeRecord:
+                      group: str, api: openai.AsyncOpenAI | None = None,
+                      seed_key: str | None = None) -> EpisodeRecord:
     """Run one episode of ``task`` through the gateway (see the module docstring).
+
+    ``seed_key`` (default: the episode id) names the episode's draws when ``settings.seed``
+    is set: two episodes with the same key and policy sample the same tokens.
 
     When the environment fails (``EnvironmentFailure``: its actor died, a call ran past its
     limit, its lease was reclaimed), the episode ends with ``end_reason == "env_failure"``,
@@ -124,7 +142,7 @@ async def run_episode(env: Environment, task: dict[str, Any], settings: DriverSe
     own = api is None
     api = api or openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=0,
                                     timeout=settings.request_timeout_s)
-    client = _Client(api, settings, episode_id)
+    client = _Client(api, settings, episode_id, seed_key)
     steps: list[StepRecord] = []
     opening: tuple[Message, ...] = ()
     try:

@@ -3,7 +3,9 @@
 ``run_episodes`` plays ``(task, episode id, group)`` triples at most ``concurrency`` at a
 time, each in a fresh environment leased from an environment pool (envs/pool/: the
 in-process one unless a pool is given) and closed afterwards, and returns the records in
-order. ``evaluation`` summarizes records (``episodes``, ``success_rate``, ``mean_outcome``
+order; with ``settings.seed`` set, ``seed_keys`` (one per job, default the episode ids) name
+each episode's draws, so an evaluation repeated with the same keys compares the policies on
+the same draws. ``evaluation`` summarizes records (``episodes``, ``success_rate``, ``mean_outcome``
 over the episodes whose environment did not fail, ``env_failures``, request counts).
 Nothing here trains.
 """
@@ -25,7 +27,7 @@ Job = tuple[dict[str, Any], str, str]
 
 async def run_episodes(env_spec: EnvSpec, jobs: Sequence[Job], settings: DriverSettings, *, concurrency: int = 4,
                        on_episode: Callable[[EpisodeRecord], None] | None = None,
-                       pool: EnvPool | None = None) -> list[EpisodeRecord]:
+                       pool: EnvPool | None = None, seed_keys: Sequence[str] | None = None) -> list[EpisodeRecord]:
     """Every job's episode (see the module docstring)."""
     import openai
 
@@ -35,11 +37,16 @@ async def run_episodes(env_spec: EnvSpec, jobs: Sequence[Job], settings: DriverS
     api = openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=0,
                              timeout=settings.request_timeout_s)
 
-    async def one(task: dict[str, Any], episode_id: str, group: str) -> EpisodeRecord:
+    keys = list(seed_keys) if seed_keys is not None else [job[1] for job in jobs]
+    if len(keys) != len(jobs):
+        raise ValueError(f"{len(keys)} seed keys for {len(jobs)} jobs")
+
+    async def one(task: dict[str, Any], episode_id: str, group: str, seed_key: str) -> EpisodeRecord:
         async with gate:
             try:
                 async with envs.lease() as env:
-                    record = await run_episode(env, task, settings, episode_id=episode_id, group=group, api=api)
+                    record = await run_episode(env, task, settings, episode_id=episode_id, group=group, api=api,
+                                               seed_key=seed_key)
             except EnvironmentFailure as exc:  # no environment could be placed for it
                 record = env_failure_record(task, episode_id, group, str(exc))
         if on_episode is not None:
@@ -47,7 +54,7 @@ async def run_episodes(env_spec: EnvSpec, jobs: Sequence[Job], settings: DriverS
         return record
 
     try:
-        return list(await asyncio.gather(*(one(*job) for job in jobs)))
+        return list(await asyncio.gather(*(one(*job, key) for job, key in zip(jobs, keys, strict=True))))
     finally:
         await api.close()
         if own:

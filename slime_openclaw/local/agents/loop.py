@@ -100,15 +100,16 @@ def driver_settings(base_url: str, s: AgentTrainSettings, *, train: bool) -> Dri
     """The driver's settings for this run."""
     return DriverSettings(base_url=base_url, model=s.config.gateway.model_name,
                           api_key=s.config.gateway_api_key() or "local", max_turns=s.max_turns,
-                          max_tokens=s.max_tokens, temperature=s.temperature, train=train)
+                          max_tokens=s.max_tokens, temperature=s.temperature, train=train, seed=s.seed)
 
 
 async def evaluate(base_url: str, s: AgentTrainSettings, label: str, *, record: bool = False,
                    on_episode: Callable[[EpisodeRecord], None] | None = None) -> dict[str, Any]:
-    """One pass over the eval tasks; its ``evaluation`` summary."""
+    """One pass over the eval tasks; its ``evaluation`` summary. Every pass draws the same
+    samples for its i-th episode (seed key ``eval-i``): before and after compare on the same draws."""
     jobs: list[Job] = [(task, f"eval-{label}-{i}", f"eval-{i}") for i, task in enumerate(s.eval_tasks)]
     records = await run_episodes(s.env, jobs, driver_settings(base_url, s, train=record), concurrency=s.concurrency,
-                                 on_episode=on_episode)
+                                 on_episode=on_episode, seed_keys=[group for _task, _id, group in jobs])
     return evaluation(records)
 
 

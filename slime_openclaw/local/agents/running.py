@@ -111,7 +111,8 @@ def run_eval(args: argparse.Namespace, spec: EnvSpec, config: OpenClawConfig) ->
             turns = sum(1 for r in journal.iter_turns() if r.turn.session_id.startswith("eval-eval-"))
     summary = {"env": spec.name, **result, "turns_recorded": turns}
     print(f"{spec.name}: success rate {summary['success_rate']:.3f} over {summary['episodes']} episodes, "
-          f"mean outcome {summary['mean_outcome']:.3f}, requests failed {summary['requests_failed']}, "
+          f"mean outcome {summary['mean_outcome']:.3f}, environment failures {summary['env_failures']}, "
+          f"requests failed {summary['requests_failed']}, "
           f"turns recorded {turns}")
     return summary
 
