@@ -286,3 +286,46 @@ async def test_interim_answers_are_skipped() -> None:
     async with raw_server(reply) as (pool, _), await pool.request("POST", "/", b"{}") as response:
         assert (response.status, response.reason) == (201, "Created")
         assert await response.read() == b"new"
+
+
+@pytest.mark.parametrize("head, parts, reused", [
+    (b"Transfer-Encoding: chunked\r\n", [b"3\r\nabc\r\n", b"2\r\nde\r\n", b"0\r\n\r\n"], True),
+    (b"Content-Length: 5\r\n", [b"abc", b"de"], True),
+    (b"Connection: close\r\n", [b"abc", b"de"], False),
+])
+async def test_take_gives_what_arrived_none_while_waiting_and_empty_at_the_end(
+        head: bytes, parts: list[bytes], reused: bool) -> None:
+    """``take``/``wait``, the generator-free way to read a body as it arrives, for each framing."""
+    go = [asyncio.Event() for _ in parts]
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n")
+        for event, part in zip(go, parts, strict=True):
+            await event.wait()
+            writer.write(part)
+            await writer.drain()
+        if reused:
+            await _read_request(reader)  # the connection went back to the pool: the next request comes on it
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            await reader.read()
+
+    async with raw_server(reply) as (pool, seen):
+        response = await pool.request("GET", "/")
+        assert response.take() is None  # nothing of the body yet
+        got: list[bytes] = []
+        for event in go:  # one part at a time: each read gives what came, None until it came
+            event.set()
+            while (piece := response.take()) is None:
+                await asyncio.wait_for(response.wait(), 5)
+            got.append(piece)
+        while piece:  # the end (a chunked body's last chunk may have been the last part read)
+            while (piece := response.take()) is None:
+                await asyncio.wait_for(response.wait(), 5)
+            got.append(piece)
+        assert b"".join(got) == b"abcde" and got[0] == b"abc" and response.take() == b""
+        response.close()
+        async with await pool.request("GET", "/") as again:
+            assert await again.read() == (b"ok" if reused else b"abcde")
+        assert len(seen) == (1 if reused else 2)  # the ended body gave its connection back to the pool

@@ -182,8 +182,10 @@ class EngineClient:
     async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateDelta]:
         """Generate, yielding only the tokens that are new in each chunk.
 
-        One generator over the body's pieces: the SSE split and the chunk parsing are plain
-        calls inside it (they run once per streamed token)."""
+        One generator, reading the body's pieces as they arrive (``HttpResponse.take``, no
+        generator of its own); the SSE split and the chunk parsing are plain calls inside it,
+        and a read that brought one event (the common case) is parsed without a generator:
+        all of it runs once per streamed token."""
         reader = _DeltaReader(len(request.input_ids))
         events = SseEvents()
         merge = self.merge_chunks
@@ -192,21 +194,23 @@ class EngineClient:
                                         self._request_timeout, routing_headers(request.routing_key)) as response:
                 if response.status != 200:
                     _raise_for_status(response.status, response.reason, await response.read(), "/generate")
-                body = response.chunks()
-                try:
-                    while True:
-                        payloads = events.feed(await anext(body, b""))
-                        for delta in reader.deltas(payloads, merge=merge):
-                            if delta.finish_reason is not None:
-                                response.finish_in_background()  # "[DONE]" may follow: keep the connection
-                                yield delta
-                                return
-                            if delta.output_ids:
-                                yield delta
-                        if events.done:
-                            break
-                finally:
-                    await body.aclose()
+                while True:
+                    data = response.take()
+                    if data is None:
+                        await response.wait()
+                        continue
+                    payloads = events.feed(data)
+                    deltas = (reader.delta(_chunk(payloads[0])),) if len(payloads) == 1 else (
+                        reader.deltas(payloads, merge=merge))
+                    for delta in deltas:
+                        if delta.finish_reason is not None:
+                            response.finish_in_background()  # "[DONE]" may follow: keep the connection
+                            yield delta
+                            return
+                        if delta.output_ids:
+                            yield delta
+                    if events.done:
+                        break
         except ConnectError as exc:
             raise EngineError(f"cannot reach engine ({_what(exc)})") from exc
         except TimeoutError as exc:

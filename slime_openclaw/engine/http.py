@@ -11,11 +11,12 @@ over httpcore's pool (1.83 / 1.98 / 4.05 ms at c=1); an earlier run, 0.49 / 0.69
 That margin, a quarter of the relay's whole cost and an eighth of the gateway's, is why it
 is kept. It does what the engine's API needs and no more: ``GET``/``POST`` with a byte body, responses framed by
 ``Content-Length``, chunked transfer encoding or end of connection, bodies read whole or as
-the pieces arrive, connections kept alive and reused.
+the pieces arrive (``chunks``, or ``take``/``wait`` without a generator), connections kept
+alive and reused.
 
 Failures: ``ConnectError`` (an ``OSError``) when no connection can be made within the
 connect timeout, ``TimeoutError`` when a read waits longer than its timeout (checked by one
-timer per pool, ``_Watchdog``: at most a quarter of the timeout, or 1 s, late),
+timer per pool, engine/http_watchdog.py: at most a quarter of the timeout, or 1 s, late),
 ``ConnectionError`` when the server drops the connection mid-response, ``ProtocolError``
 for a malformed response. A request on a reused keep-alive connection that the server
 closed while idle (it got no byte of an answer) is sent once more on a new connection:
@@ -35,6 +36,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from slime_openclaw.engine.http_framing import ProtocolError, parse_head, take_chunks
+from slime_openclaw.engine.http_watchdog import Watchdog
 
 
 class ConnectError(OSError):
@@ -47,7 +49,7 @@ _MAX_HEAD = 64 * 1024
 class _Connection(asyncio.Protocol):
     """One TCP connection: buffers what arrives and wakes the one reader waiting for it."""
 
-    def __init__(self, watchdog: _Watchdog) -> None:
+    def __init__(self, watchdog: Watchdog) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.closed = False
@@ -107,50 +109,6 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class _Watchdog:
-    """The read timeouts of one pool's connections: one timer for all of them.
-
-    A timer per wait (``call_later`` and its cancel, twice per streamed chunk) cost more
-    than anything else the client does per chunk; instead a waiting read records its
-    deadline, and one timer, running only while some read waits, expires those past it
-    every ``tick`` (a quarter of the shortest timeout seen, at most 1 s): a read times out
-    between its timeout and that plus one tick.
-    """
-
-    def __init__(self) -> None:
-        self.waiting: set[_Connection] = set()
-        self.tick = 1.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def watch(self, conn: _Connection, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        conn.deadline = loop.time() + timeout
-        self.waiting.add(conn)
-        if timeout < 4 * self.tick:
-            self.tick = max(timeout / 4, 0.001)
-        if self._timer is None or self._loop is not loop:  # (a pool used from a later event loop)
-            self._loop = loop
-            self._timer = loop.call_later(self.tick, self._check)
-
-    def _check(self) -> None:
-        self._timer = None
-        if not self.waiting:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for conn in [c for c in self.waiting if c.deadline <= now]:
-            self.waiting.discard(conn)
-            conn.expire()
-        if self.waiting:
-            self._timer = loop.call_later(self.tick, self._check)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-
 class HttpResponse:
     """A response whose head has arrived; its body is read with ``read`` or ``chunks``.
 
@@ -187,55 +145,80 @@ class HttpResponse:
 
     async def read(self) -> bytes:
         """The whole body."""
-        return b"".join([piece async for piece in self.chunks()])
+        parts = []
+        while True:
+            piece = self.take()
+            if piece is None:
+                await self.wait()
+            elif piece:
+                parts.append(piece)
+            else:
+                return b"".join(parts)
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body in the pieces that arrived together (chunk framing removed)."""
+        while True:
+            piece = self.take()
+            if piece is None:
+                await self.wait()
+            elif piece:
+                yield piece
+            else:
+                return
+
+    def take(self) -> bytes | None:
+        """The body's bytes that arrived since the last call (chunk framing removed), ``b""``
+        once the body has ended, None while nothing new is here yet (then ``await wait()``).
+
+        With ``wait`` it is ``chunks`` without a generator: a reader that runs once per streamed
+        piece (``EngineClient.stream``) calls it directly. ``ConnectionError`` when the server
+        closed the connection before the body's end, ``ProtocolError`` for bad chunk framing.
+        """
         conn = self._conn
         if conn is None:
-            return
-        if self._chunked:  # inline, not a nested generator: it runs once per streamed chunk
-            while True:
-                pieces, done = take_chunks(conn.buffer)
-                self._ended = done
-                if pieces:
-                    yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                if done:
-                    break
-                if not pieces:
-                    if conn.closed:
-                        raise ConnectionError("the server closed the connection before the response ended")
-                    await conn.wait(self._read_timeout)
-        elif self._remaining is not None:
-            while self._remaining > 0:
-                piece = await self._take(conn, self._remaining)
-                self._remaining -= len(piece)
-                self._ended = self._remaining == 0
-                yield piece
-        else:
-            while True:
-                piece = await self._take(conn, None, eof_ok=True)
-                if not piece:
-                    break
-                yield piece
-        self._release()
-
-    async def _take(self, conn: _Connection, limit: int | None, *, eof_ok: bool = False) -> bytes:
-        """Whatever is buffered (at most ``limit`` bytes), waiting for some if none is."""
-        while not conn.buffer:
-            if conn.closed:
-                if eof_ok:
-                    return b""
-                raise ConnectionError("the server closed the connection before the response ended")
-            await conn.wait(self._read_timeout)
+            return b""
         buf = conn.buffer
-        if limit is None or len(buf) <= limit:
+        if self._chunked:
+            pieces, done = take_chunks(buf) if buf else ([], False)
+            if done:
+                self._ended = True
+                self._release()
+            if pieces:
+                return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if done:
+                return b""
+        elif self._remaining is not None:
+            if self._remaining == 0:
+                self._ended = True
+                self._release()
+                return b""
+            if buf:
+                if len(buf) <= self._remaining:
+                    piece = bytes(buf)
+                    buf.clear()
+                else:
+                    piece = bytes(buf[:self._remaining])
+                    del buf[:self._remaining]
+                self._remaining -= len(piece)
+                if self._remaining == 0:
+                    self._ended = True
+                    self._release()
+                return piece
+        elif buf:
             piece = bytes(buf)
             buf.clear()
-        else:
-            piece = bytes(buf[:limit])
-            del buf[:limit]
-        return piece
+            return piece
+        elif conn.closed:  # the body ends with the connection
+            self._release()
+            return b""
+        if conn.closed:
+            raise ConnectionError("the server closed the connection before the response ended")
+        return None
+
+    def wait(self) -> Coroutine[Any, Any, None]:
+        """Until more of the body arrived or the connection ended (``TimeoutError`` after the read timeout)."""
+        conn = self._conn
+        return conn.wait(self._read_timeout) if conn is not None else _nothing()
 
     def finish_in_background(self, timeout: float = 2.0) -> None:
         """The caller has all it needs although the body has not ended (an SSE stream's last event
@@ -308,7 +291,7 @@ class HttpPool:
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._fixed_headers = f"Host: {host}\r\nAccept: */*\r\n{extra}".encode("latin-1")
         self._idle: list[_Connection] = []
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         self._background: set[asyncio.Task[None]] = set()
 
     async def request(self, method: str, path: str, body: bytes | None = None, *,
@@ -407,6 +390,10 @@ class HttpPool:
             conn.close()
         for task in list(self._background):
             task.cancel()
+
+
+async def _nothing() -> None:
+    return None
 
 
 class _ClosedBeforeAnswer(Exception):
