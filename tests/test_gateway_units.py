@@ -14,7 +14,7 @@ from slime_openclaw.gateway.auth import check_bearer, check_bind, is_loopback
 from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.responses import ChunkEncoder, StopTrimmer, chunk, sse
-from slime_openclaw.gateway.wire import parse_chat_request
+from slime_openclaw.gateway.wire import parse_chat_request, parse_json_body
 from slime_openclaw.types import FinishReason
 from tests.scripted_engine import ScriptedEngine, token_log_prob
 
@@ -188,3 +188,17 @@ def test_settle_collector_freezes_start_up_and_raises_the_young_threshold() -> N
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("depth, ok", [(64, True), (65, False)])
+def test_body_nesting_limit_holds_for_small_bodies_whether_or_not_their_brackets_settle_it(depth: int, ok: bool) -> None:
+    """A small body opening at most MAX_JSON_DEPTH brackets passes without a walk; one that opens more
+    (here in a string too) is walked, and only a body nested deeper than the limit is refused."""
+    nested = "[" * (depth - 1) + "]" * (depth - 1)  # the body object itself is one level
+    for padding in ("", "[" * 100):  # brackets inside a string: counted, not nesting
+        raw = ('{"pad":"' + padding + '","deep":' + nested + "}").encode()
+        if ok:
+            assert parse_json_body(raw)["pad"] == padding
+        else:
+            with pytest.raises(RequestError, match="nested deeper"):
+                parse_json_body(raw)

@@ -85,7 +85,7 @@ class ResumableGeneration:
                 return
             request = GenerateRequest(
                 input_ids=self.prompt_ids + tuple(self.output_ids),
-                sampling=replace(self.sampling, max_new_tokens=remaining),
+                sampling=self.sampling if remaining == budget else replace(self.sampling, max_new_tokens=remaining),
                 rid=f"{self.request_id}-{attempt}" if self.request_id else None,
                 routing_key=self.routing_key,
             )
