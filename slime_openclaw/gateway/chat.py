@@ -4,9 +4,9 @@ The prompt is rendered to token ids here, generation runs on those ids, and the 
 parsed from the exact generated ids, so the recorded turn holds precisely what the engine
 produced. A non-streamed request asks the engine for whole answers (one non-streaming
 ``/generate`` per attempt); a streamed one streams from the engine too and sends SSE
-chunks as tokens arrive (only these observe the time-to-first-token metric); the response
-headers are sent only once the engine produced its first tokens, so an engine that is down
-still gets a plain 502. Errors after that point end the stream with an SSE ``error`` event
+chunks as tokens arrive (only these observe the time-to-first-token metric; the writes:
+gateway/sse_writer.py); the response headers are sent only once the engine produced its
+first tokens, so an engine that is down still gets a plain 502. Errors after that point end the stream with an SSE ``error`` event
 and ``[DONE]``.
 The turn is recorded before the final chunk leaves, so a client's next request always
 finds it; when it cannot be recorded the client gets an error instead of the final chunk
@@ -36,6 +36,7 @@ from slime_openclaw.gateway.generation import ResumableGeneration, ResumePolicy
 from slime_openclaw.gateway.metrics import GatewayMetrics
 from slime_openclaw.gateway.recording import GeneratedTurn, TurnBook, TurnContext
 from slime_openclaw.gateway.sessions import Assignment
+from slime_openclaw.gateway.sse_writer import SseWriter
 from slime_openclaw.gateway.wire import ChatRequest
 from slime_openclaw.types import FinishReason, Message, TurnType
 
@@ -173,10 +174,11 @@ class ChatService:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(http)
         head = ex.chunks.encode({"role": "assistant", "content": ""})
+        writer = SseWriter(http, response)
         try:
-            await response.write(head + (self._chunks(ex, first) if first else b""))
+            await writer.write(head + (self._chunks(ex, first) if first else b""))
             async for ids in tokens:
-                await response.write(self._chunks(ex, ids))
+                await writer.write(self._chunks(ex, ids))
             closing = self._closing_chunks(ex)
             message = self._finish(ex, assignment)
             data = closing + ex.chunks.encode({}, finish_reason=self._client_finish(ex, message))
