@@ -37,6 +37,25 @@ def test_reference_trajectories_are_real_episodes() -> None:
     assert own[0].train == [False, False, True, False, True]
 
 
+def test_mistaken_trajectories_misread_with_the_tasks_own_numbers_and_leave_the_other_draws_alone() -> None:
+    from slime_openclaw.envs import builtin_tasks
+    from slime_openclaw.local.agents.pretrain import AgentPretrainRecipe
+
+    tasks = builtin_tasks("toolcall", "train")[:20]
+    mixed = asyncio.run(collect(EnvSpec("toolcall"), tasks, AgentPretrainRecipe(p_mistaken=0.5, short_share=0.5)))
+    plain = asyncio.run(collect(EnvSpec("toolcall"), tasks, AgentPretrainRecipe(short_share=0.5)))
+    codes = [json.loads(t.messages[-3]["tool_calls"][0]["function"]["arguments"])["code"] for t in mixed]
+    mistaken = [i for i, (code, task) in enumerate(zip(codes, tasks, strict=True)) if code == task["mistaken_code"]]
+    assert 0 < len(mistaken) < len(tasks)
+    assert all(mixed[i].passed == (tasks[i]["mistaken_answer"] == tasks[i]["answer"]) for i in mistaken)
+    for i in mistaken:  # the tool's real answer, copied into the box
+        assert mixed[i].messages[-2]["content"].split("\n")[0] == tasks[i]["mistaken_answer"]
+        assert mixed[i].messages[-1]["content"] == f"The answer is \\boxed{{{tasks[i]['mistaken_answer']}}}."
+    assert all(t.messages == u.messages for i, (t, u) in enumerate(zip(mixed, plain, strict=True))
+               if i not in mistaken)  # every other draw (replies, short or full) is what it was
+    assert "p_mistaken" not in AgentPretrainRecipe().key_fields()  # earlier recipes keep their cache keys
+
+
 def test_short_trajectories_keep_every_reply_and_the_cache_keys_of_earlier_recipes() -> None:
     from transformers import AutoTokenizer
 

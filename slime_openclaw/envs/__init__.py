@@ -28,6 +28,7 @@ from slime_openclaw.envs.registry import (
     build_env,
     builtin_tasks,
     load_env_class,
+    mistaken_replies,
     parse_env_args,
     reference_replies,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "load_env_class",
     "parse_env_args",
     "read_tasks",
+    "mistaken_replies",
     "reference_replies",
     "write_tasks",
 ]

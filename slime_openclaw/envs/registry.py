@@ -8,7 +8,7 @@ Every mistake is a ``ConfigError`` with one line that says what to fix.
 ``EnvSpec`` is the picklable recipe (name + keyword arguments) that travels to workers
 (Ray actors, the slime generate function) and builds a fresh environment there.
 Built-ins may also provide task generators and reference trajectories
-(``builtin_tasks``, ``reference_replies``) for the embedded loop.
+(``builtin_tasks``, ``reference_replies``, ``mistaken_replies``) for the embedded loop.
 """
 
 from __future__ import annotations
@@ -198,3 +198,11 @@ def reference_replies(name: str, task: dict[str, Any]) -> list[dict[str, Any]]:
     if reference is None:
         raise ConfigError(f"environment {name!r} provides no reference trajectories")
     return list(reference(task))
+
+
+def mistaken_replies(name: str, task: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Assistant replies that follow a plausible wrong strategy for ``task`` (synthetic
+    pre-training data with errors RL can correct); None where the environment has none."""
+    mistaken = getattr(load_env_class(name), "mistaken_replies", None)
+    replies = None if mistaken is None else mistaken(task)
+    return None if replies is None else list(replies)

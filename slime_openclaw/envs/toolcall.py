@@ -35,6 +35,11 @@ SYSTEM_PROMPT = (
 TOOLS = [function_tool("python", "Run Python 3 code and return what it prints.", {"code": "the Python program"})]
 
 
+def _replies(code: str, answer: str) -> list[Message]:
+    return [assistant_call("call_0", "python", {"code": code}),
+            {"role": "assistant", "content": f"The answer is \\boxed{{{answer}}}."}]
+
+
 class ToolCallEnv(SandboxEnv):
     """Word problems, a Python tool, an exactly checked boxed answer."""
 
@@ -48,10 +53,16 @@ class ToolCallEnv(SandboxEnv):
     @staticmethod
     def reference_replies(task: dict[str, Any]) -> list[Message]:
         """Assistant replies that solve a task carrying ``solution_code``."""
-        code = require(task, "solution_code", str, "toolcall")
-        answer = _expected(task)
-        return [assistant_call("call_0", "python", {"code": code}),
-                {"role": "assistant", "content": f"The answer is \\boxed{{{answer}}}."}]
+        return _replies(require(task, "solution_code", str, "toolcall"), _expected(task))
+
+    @staticmethod
+    def mistaken_replies(task: dict[str, Any]) -> list[Message] | None:
+        """The same shape of replies for the task's ``mistaken_code`` (a misreading of the
+        question, answered with what it prints); None for a task without one."""
+        if "mistaken_code" not in task:
+            return None
+        return _replies(require(task, "mistaken_code", str, "toolcall"),
+                        require(task, "mistaken_answer", str, "toolcall").strip())
 
     def _schemas(self) -> list[dict[str, Any]]:
         return TOOLS

@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help=f"samples (steps) per trainer update ({d.batch_size})")
             p.add_argument("--kl-coef", type=float, default=d.kl_coef,
                            help=f"KL-to-reference penalty, low_var_kl as slime's --kl-loss-coef ({d.kl_coef:g})")
-            p.add_argument("--eval-episodes", type=int, default=24, help="eval episodes before and after (24; the eval tasks cycle)")
+            p.add_argument("--eval-episodes", type=int, default=120,
+                           help="eval episodes before and after (120; the eval tasks cycle)")
             p.add_argument("--workdir", metavar="DIR", help="journal, checkpoints, curve (default under XDG data)")
 
 

@@ -52,8 +52,8 @@ class AgentTrainSettings:
     method: str = "prm"
     config: OpenClawConfig = field(default_factory=OpenClawConfig)
     """The run's ``openclaw_*`` settings (judges, weights, ``openclaw_agent_*``)."""
-    rounds: int = 6
-    tasks_per_round: int = 4
+    rounds: int = 12
+    tasks_per_round: int = 24
     group_size: int = 4
     eval_every: int = 3
     concurrency: int = 4

@@ -4,7 +4,12 @@ A trajectory is a real episode of the environment on a train-split task, driven 
 reference replies (``envs.reference_replies``): the opening messages, each reply and the
 environment's actual answer, over the train tasks of ``task_seeds`` generator seeds. With
 probability ``p_foreign`` (0 by default) the replies are those of another task of the same
-family. A ``short_share`` of the trajectories drop the system prompt and tool schemas
+family; with probability ``p_mistaken`` (0 by default) those of the environment's
+``mistaken_replies``: the task's own numbers in a plausible misreading of the question
+(toolcall: the share instead of the rest, a range without its end), an episode that fails.
+The policy learns both readings and RL, rewarded by the outcome, learns which one is right;
+a misreading is a choice per kind of question, so what RL learns carries over to new
+questions. A ``short_share`` of the trajectories drop the system prompt and tool schemas
 (most of each episode's tokens, the same for every task): the replies keep their distance
 to the instruction, at a fraction of the cost. What is learned there carries over to the
 full opening only with some full trajectories in the mix (trained on short ones alone, a
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from slime_openclaw.chat.template import ChatRenderer
-from slime_openclaw.envs import EnvSpec, builtin_tasks, reference_replies
+from slime_openclaw.envs import EnvSpec, builtin_tasks, mistaken_replies, reference_replies
 from slime_openclaw.local.model.tiny_model import (
     FACTORY_VERSION,
     TinyModelSpec,
@@ -59,6 +64,10 @@ class AgentPretrainRecipe:
     """Share of trajectories that follow another task's reference replies. 0 by default: at 0.5
     (version 1) half the data paired an instruction with an unrelated command or numbers, so
     the policy learned to ignore the instruction (4-8% solved); its own errors leave RL room."""
+    p_mistaken: float = 0.0
+    """Share of trajectories that follow the environment's ``mistaken_replies`` (where it has
+    them): right copying, wrong reading of the question; they fail. Unlike ``p_foreign``
+    they keep the question's own numbers, so copying is learned as well as without them."""
     copies: int = 1
     """Trajectories per train task (each draws its own replies)."""
     data_seed: int = 0
@@ -89,7 +98,8 @@ class AgentPretrainRecipe:
         """The recipe as hashed and kept in the manifest: optional fields left at None are left
         out, so adding one keeps the caches of earlier recipes valid."""
         defaults = {"max_tasks": None, "task_seeds": 1, "short_share": 0.0,  # as version 1 had them
-                    "short_first": 0, "adapt_lr": 1e-3}  # as version 2 had them (no short-only phase)
+                    "short_first": 0, "adapt_lr": 1e-3,  # as version 2 had them (no short-only phase)
+                    "p_mistaken": 0.0}
         return {k: v for k, v in dataclasses.asdict(self).items() if not (k in defaults and v == defaults[k])}
 
     def cache_key(self, env: EnvSpec, seed: int, spec: TinyModelSpec) -> str:
@@ -101,7 +111,8 @@ class AgentPretrainRecipe:
 
 
 AGENT_RECIPES: dict[str, AgentPretrainRecipe] = {
-    "toolcall": AgentPretrainRecipe(steps=2600, short_first=2000, batch_tokens=1024, task_seeds=10, short_share=0.5),
+    "toolcall": AgentPretrainRecipe(steps=2600, short_first=2000, batch_tokens=1024, task_seeds=10, short_share=0.5,
+                                    p_mistaken=0.4),
 }
 """Built-in environments whose default recipe is not ``AgentPretrainRecipe()`` (the others keep
 it, and so their cache keys). toolcall: with the default recipe the policy never copies the
@@ -164,13 +175,16 @@ def train_tasks(env_spec: EnvSpec, recipe: AgentPretrainRecipe) -> list[dict[str
 
 
 async def collect(env_spec: EnvSpec, tasks: Sequence[dict[str, Any]], recipe: AgentPretrainRecipe) -> list[Trajectory]:
-    """``recipe.copies`` trajectories per task, a ``p_foreign`` share with another task's replies."""
+    """``recipe.copies`` trajectories per task, a ``p_foreign`` share with another task's replies,
+    a ``p_mistaken`` share with the task's mistaken ones."""
     rng = random.Random(recipe.data_seed)
+    mistakes = random.Random(recipe.data_seed + 1)  # its own stream: p_mistaken 0 keeps the other draws
     plans = []
     for _ in range(recipe.copies):
         for task in tasks:
             source = rng.choice(tasks) if rng.random() < recipe.p_foreign else task
-            plans.append((task, reference_replies(env_spec.name, source)))
+            mistaken = mistaken_replies(env_spec.name, source) if mistakes.random() < recipe.p_mistaken else None
+            plans.append((task, mistaken or reference_replies(env_spec.name, source)))
     gate = asyncio.Semaphore(recipe.concurrency)
 
     async def one(task: dict[str, Any], replies: list[dict[str, Any]]) -> Trajectory:
