@@ -6,10 +6,11 @@ address-space limit, output cut with a marker); print what you want to see. A re
 without a tool call ends the episode. The answer is the last ``\boxed{...}`` in the
 agent's replies, compared exactly (surrounding whitespace stripped) with the task's.
 
-Task (one JSON line; ``solution_code`` only for reference trajectories, never shown)::
+Task (one JSON line; ``solution_code`` only for reference trajectories and the optional
+``mistaken_code`` / ``mistaken_answer`` only for pre-training data, never shown)::
 
     {"id": "add-1", "question": "Ada has 3 apples and buys 4 more. How many ...?",
-     "answer": "7", "solution_code": "print(3 + 4)"}
+     "answer": "7", "solution_code": "print(3 + 4)", "mistaken_code": "print(3 * 4)", "mistaken_answer": "12"}
 
 Reference trajectory (``ToolCallEnv.reference_replies(task)``): an assistant message
 with one ``python`` tool call running ``solution_code``
