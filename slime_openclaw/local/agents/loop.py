@@ -49,7 +49,7 @@ class AgentTrainSettings:
     workdir: Path
     train_tasks: Sequence[dict[str, Any]]
     eval_tasks: Sequence[dict[str, Any]]
-    method: str = "prm"
+    method: str = "outcome"
     config: OpenClawConfig = field(default_factory=OpenClawConfig)
     """The run's ``openclaw_*`` settings (judges, weights, ``openclaw_agent_*``)."""
     rounds: int = 12
