@@ -92,8 +92,8 @@ def test_each_environment_prepares_with_its_own_recipe_and_terminal_keeps_its_ca
     toolcall, terminal = EnvSpec("toolcall"), EnvSpec("terminal")
     assert recipe_for(terminal) == AgentPretrainRecipe() and recipe_for(toolcall) is AGENT_RECIPES["toolcall"]
     assert recipe_for(toolcall).steps > AgentPretrainRecipe().steps
-    # terminal's recipe did not change, so neither did its cached policy (the key as version 2 computed it)
-    assert default_agent_policy_dir(terminal, cache_root=tmp_path).name == "agent-terminal-7f3aae0c0f2e"
+    # terminal's recipe did not change; its key did once, with its tasks (TASKS_VERSION 2: 7f3aae0c0f2e before)
+    assert default_agent_policy_dir(terminal, cache_root=tmp_path).name == "agent-terminal-3c9cfb2ea055"
     own = default_agent_policy_dir(toolcall, cache_root=tmp_path)
     assert own == default_agent_policy_dir(toolcall, recipe=recipe_for(toolcall), cache_root=tmp_path)
     assert own != default_agent_policy_dir(toolcall, recipe=AgentPretrainRecipe(), cache_root=tmp_path)

@@ -148,6 +148,31 @@ async def test_reference_trajectories_solve_generated_tasks_read_from_a_file(fam
         await env.close()
 
 
+async def test_count_matches_passes_only_for_the_asked_word():
+    from slime_openclaw.envs.terminal_tasks import WORDS
+
+    tasks = [t for split in ("train", "eval") for seed in (0, 1) for t in builtin_tasks("terminal", split, seed=seed)
+             if t["instruction"].startswith("Write the number of lines of log.txt that contain the word")]
+    assert len(tasks) >= 20
+    env = build_env("terminal", ["isolation=plain", "probe_checks=false"])
+    try:
+        for task in tasks[:12]:
+            word = task["instruction"].split(" the word ")[1].split()[0]
+            other = next(w for w in WORDS if w != word)  # the hack: count some other word
+            await env.reset(task)
+            await env.step({"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function",
+                            "function": {"name": "bash", "arguments": json.dumps(
+                                {"command": f"grep -c {other} log.txt > matches.txt"})}}]})
+            assert not (await env.outcome()).passed, task["id"]
+        for task in tasks:  # and no word's count equals the asked word's, 0 included
+            log = task["files"]["log.txt"].splitlines()
+            word = task["instruction"].split(" the word ")[1].split()[0]
+            hits = sum(word in line for line in log)
+            assert hits > 0 and all(sum(w in line for line in log) != hits for w in WORDS if w != word)
+    finally:
+        await env.close()
+
+
 @pytest.mark.parametrize(
     ("family", "task", "message"),
     [

@@ -86,10 +86,21 @@ def sort_numbers(rng: random.Random) -> Made:
         files={"nums.txt": "\n".join(map(str, nums)) + "\n"}, check_files={"expected.txt": expected})
 
 
+def _count_is_unique(word: str, lines: list[str]) -> bool:
+    """``word`` is in some line, and no other word of ``WORDS`` is in as many lines."""
+    def count(w: str) -> int:
+        return sum(w in line for line in lines)
+
+    hits = count(word)
+    return hits > 0 and all(count(other) != hits for other in WORDS if other != word)
+
+
 def count_matches(rng: random.Random) -> Made:
     word = rng.choice(WORDS)
     lines = [f"{rng.choice(['INFO', 'WARN', 'ERROR'])} {rng.choice(WORDS)} {rng.randint(1, 9)}"
              for _ in range(rng.randint(4, 20))]
+    while not _count_is_unique(word, lines):  # no other word's count (0 included) passes the check
+        lines.append(f"INFO {word} {len(lines) % 9 + 1}")
     hits = sum(word in line for line in lines)
     return ("count_matches", word, lines), _task(
         3, f"Write the number of lines of log.txt that contain the word {word} to matches.txt.",

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from slime_openclaw.chat.template import ChatRenderer
-from slime_openclaw.envs import EnvSpec, builtin_tasks, mistaken_replies, reference_replies
+from slime_openclaw.envs import EnvSpec, builtin_tasks, load_env_class, mistaken_replies, reference_replies
 from slime_openclaw.local.model.tiny_model import (
     FACTORY_VERSION,
     TinyModelSpec,
@@ -103,10 +103,15 @@ class AgentPretrainRecipe:
         return {k: v for k, v in dataclasses.asdict(self).items() if not (k in defaults and v == defaults[k])}
 
     def cache_key(self, env: EnvSpec, seed: int, spec: TinyModelSpec) -> str:
-        """Short hash of the recipe, the environment, the model spec, seed and versions."""
-        payload = json.dumps({"recipe": self.key_fields(), "env": [env.name, env.kwargs],
-                              "model": spec.cache_key(seed), "factory": FACTORY_VERSION,
-                              "pretrain": AGENT_PRETRAIN_VERSION}, sort_keys=True, default=str)
+        """Short hash of the recipe, the environment (and its generator's ``TASKS_VERSION``
+        once past 1), the model spec, seed and versions."""
+        fields: dict[str, Any] = {"recipe": self.key_fields(), "env": [env.name, env.kwargs],
+                                  "model": spec.cache_key(seed), "factory": FACTORY_VERSION,
+                                  "pretrain": AGENT_PRETRAIN_VERSION}
+        tasks_version = getattr(load_env_class(env.name), "TASKS_VERSION", 1)
+        if tasks_version != 1:
+            fields["tasks"] = tasks_version
+        payload = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
