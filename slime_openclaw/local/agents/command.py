@@ -63,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--max-turns", type=int, default=d.max_turns, help=f"agent turns per episode ({d.max_turns})")
         p.add_argument("--temperature", type=float, default=d.temperature,
                        help=f"sampling temperature of the policy ({d.temperature})")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0,
+                       help="seed of the prepared tiny policy (another seed prepares another one), of the "
+                            "built-in tasks and of the sampling (0)")
         if name == "eval":
             p.add_argument("--episodes", type=int, required=True, help="episodes to run (tasks cycle)")
             p.add_argument("--engine-url", help="an engine (SGLang protocol) already serving the policy")
