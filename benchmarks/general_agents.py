@@ -5,8 +5,9 @@ child, gateway, the agents' signal stage, local trainer) in a fresh temporary wo
 directory, from the same cached pre-trained tiny policy, with the same episode budget
 (``--rounds`` x ``--tasks-per-round`` x ``--group-size``; the seed picks the train tasks
 and the sampling seeds) and the same eval tasks (cycled past the split's 60; the i-th eval
-episode draws the same way before and after, so each run's before/after is paired). It prints, per method, the mean ± standard deviation over seeds
-of the eval success rate and mean outcome before and after, and the training steps.
+episode draws the same way before and after, so each run's before/after is paired). It
+prints, per method, the mean ± standard deviation over seeds of the eval success rate and
+mean outcome before and after, and the training steps.
 
 The reference reports that adding process rewards helps; this script reports what it
 measures, whichever way it comes out.

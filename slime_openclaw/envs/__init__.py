@@ -49,9 +49,9 @@ __all__ = [
     "builtin_tasks",
     "iter_tasks",
     "load_env_class",
+    "mistaken_replies",
     "parse_env_args",
     "read_tasks",
-    "mistaken_replies",
     "reference_replies",
     "write_tasks",
 ]

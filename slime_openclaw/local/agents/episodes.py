@@ -31,15 +31,15 @@ async def run_episodes(env_spec: EnvSpec, jobs: Sequence[Job], settings: DriverS
     """Every job's episode (see the module docstring)."""
     import openai
 
+    keys = list(seed_keys) if seed_keys is not None else [job[1] for job in jobs]
+    if len(keys) != len(jobs):
+        raise ValueError(f"{len(keys)} seed keys for {len(jobs)} jobs")
+
     gate = asyncio.Semaphore(max(1, concurrency))
     own = pool is None
     envs = pool or LocalEnvPool(env_spec, max_in_flight=max(1, concurrency))
     api = openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=0,
                              timeout=settings.request_timeout_s)
-
-    keys = list(seed_keys) if seed_keys is not None else [job[1] for job in jobs]
-    if len(keys) != len(jobs):
-        raise ValueError(f"{len(keys)} seed keys for {len(jobs)} jobs")
 
     async def one(task: dict[str, Any], episode_id: str, group: str, seed_key: str) -> EpisodeRecord:
         async with gate:
