@@ -41,7 +41,7 @@ async def _server() -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
         for event in EVENTS[:-1]:
             await writer.write(event)
             await asyncio.sleep(0)
-        await writer.write_eof(EVENTS[-1])
+        await response.write_eof(EVENTS[-1])  # the body's end through aiohttp, as chat.py does
         counts.append((len(EVENTS) - 1 - through_aiohttp, through_aiohttp))
         return response
 

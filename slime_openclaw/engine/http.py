@@ -145,15 +145,7 @@ class HttpResponse:
 
     async def read(self) -> bytes:
         """The whole body."""
-        parts = []
-        while True:
-            piece = self.take()
-            if piece is None:
-                await self.wait()
-            elif piece:
-                parts.append(piece)
-            else:
-                return b"".join(parts)
+        return b"".join([piece async for piece in self.chunks()])
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body in the pieces that arrived together (chunk framing removed)."""

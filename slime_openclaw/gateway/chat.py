@@ -6,8 +6,8 @@ produced. A non-streamed request asks the engine for whole answers (one non-stre
 ``/generate`` per attempt); a streamed one streams from the engine too and sends SSE
 chunks as tokens arrive (only these observe the time-to-first-token metric; the writes:
 gateway/sse_writer.py); the response headers are sent only once the engine produced its
-first tokens, so an engine that is down still gets a plain 502. Errors after that point end the stream with an SSE ``error`` event
-and ``[DONE]``.
+first tokens, so an engine that is down still gets a plain 502. Errors after that point end
+the stream with an SSE ``error`` event and ``[DONE]``.
 The turn is recorded before the final chunk leaves, so a client's next request always
 finds it; when it cannot be recorded the client gets an error instead of the final chunk
 (an SSE ``error`` event before ``[DONE]``) or instead of the answer (503 with ``Retry-After``

@@ -10,8 +10,8 @@ socket only past 64 KiB written. Otherwise (a client that reads slowly, a connec
 closing or gone) the write goes through aiohttp, with its flow control and its errors.
 
 The first write (the headers aiohttp holds back until then, with the first events) always
-goes through aiohttp, as does ``write_eof`` (the chunked body's end), so aiohttp's state of
-the response stays its own; bytes written here are missing only from its count of the
+goes through aiohttp, as does the caller's ``response.write_eof`` (the chunked body's end),
+so aiohttp's state of the response stays its own; bytes written here are missing only from its count of the
 body's length (``body_length``, for access logs, which the gateway does not keep).
 """
 
@@ -23,7 +23,7 @@ from aiohttp import web
 
 
 class SseWriter:
-    """Writes the body of one prepared ``StreamResponse`` (``write``, then ``write_eof``)."""
+    """Writes the body of one prepared ``StreamResponse`` (its end: the response's own ``write_eof``)."""
 
     def __init__(self, http: web.Request, response: web.StreamResponse):
         self._http = http
@@ -43,7 +43,3 @@ class SseWriter:
         if transport is None and data and not response.compression and response.content_length is None:
             self._transport = self._http.transport
             self._chunked = response.headers.get("Transfer-Encoding", "").lower() == "chunked"
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        """Send ``data`` and end the body (through aiohttp)."""
-        await self._response.write_eof(data)
