@@ -103,10 +103,11 @@ async def test_an_environment_that_raises_fails_its_episode_not_the_run() -> Non
 
 
 async def test_a_driver_that_stops_heartbeating_loses_its_lease() -> None:
-    pool = LocalEnvPool(EnvSpec(PROBE), max_in_flight=2, lease_ttl_s=0.3)
+    # a TTL well above an event-loop stall on a loaded machine; heartbeats come every TTL / 4
+    pool = LocalEnvPool(EnvSpec(PROBE), max_in_flight=2, lease_ttl_s=1.2)
     async with pool, pool.lease() as env:
         await env.reset({})
-        await asyncio.sleep(0.6)  # heartbeats keep it
+        await asyncio.sleep(2.0)  # heartbeats keep it past its TTL
         await env.step({"role": "assistant", "content": "step 0"})
         pool.stop_heartbeats()
         await wait_until(lambda: pool.host.book.reclaimed_total == 1)
