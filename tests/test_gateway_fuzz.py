@@ -114,6 +114,13 @@ def gateway_port(tiny_model_path: Path) -> Iterator[int]:  # noqa: F811
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.run_until_complete(runner.cleanup())
+        # as asyncio.run ends: a connection handler still lingering over an unread body is
+        # cancelled and run to its end, not destroyed pending with the loop
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         loop.close()
     assert not [key for key in deps.metrics.requests if key[1] >= 500], dict(deps.metrics.requests)
 
