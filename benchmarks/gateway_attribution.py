@@ -10,6 +10,8 @@ reports it) and per timed function its CPU per request, calls per request and CP
 the threads' CPU (the journal's checkpoint thread). What no timer covers is aiohttp's request
 handling, the event loop and the switching between coroutines. Each timed call adds about
 1 us of timer overhead (two ``thread_time_ns`` calls) to its own and its caller's figures.
+Last, the ``budget:`` line: issue 14's CPU target (<= 1.5x the relay's) against the work only
+the gateway does, per request and per streamed event (``budget``).
 
     .venv/bin/python benchmarks/gateway_attribution.py [--concurrency 64] [--conversations 256]
 """
@@ -158,6 +160,29 @@ def report(name: str, n: int, cpu: float, data: dict[str, Any]) -> None:
         print(f"  {ns / n / 1000:8.1f} us/request {calls / n:6.2f} calls/request {ns / calls / 1000:7.2f} us/call  {label}")
 
 
+PER_EVENT = 4.0
+"""Calls per request from which a timed function counts as per streamed event (27 tokens, ~13.5 events)."""
+
+
+def budget(gateway: tuple[int, float, dict[str, Any]], relay: tuple[int, float, dict[str, Any]]) -> None:
+    """Issue 14's CPU target (<= 1.5x the relay's) against the work only the gateway does.
+
+    The gateway's own timed functions (``TIMED`` less ``TIMED_IO``, which the relay runs too)
+    split into per-request and per-event ones; printed: what 1.5x allows beyond the relay's
+    CPU, each part's sum, and the gateway's CPU were every per-event step free."""
+    (n, cpu, data), (rn, rcpu, _) = gateway, relay
+    g, r = cpu / n * 1e6, rcpu / rn * 1e6
+    shared = {t.partition(":")[2] for t in TIMED_IO}
+    own = {label: v for label, v in data["timed"].items() if label not in shared}
+    per_event = sum(ns for ns, calls in own.values() if calls / n >= PER_EVENT) / n / 1000
+    per_request = sum(ns for ns, calls in own.values() if calls / n < PER_EVENT) / n / 1000
+    allowed = 0.5 * r
+    print(f"budget: 1.5x the relay allows {allowed:.0f} us/request beyond the relay's {r:.0f}; the gateway's own "
+          f"timed work: per request {per_request:.0f} us ({per_request / allowed:.2f}x that allowance), "
+          f"per streamed event {per_event:.0f} us; with every per-event step free: {g - per_event:.0f} us/request "
+          f"({(g - per_event) / r:.2f}x the relay's; now {g / r:.2f}x)")
+
+
 def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gateway_overhead import _start, build_bodies
@@ -170,6 +195,7 @@ def run(args: argparse.Namespace) -> None:
         engine, engine_url = _start(["--role", "engine", "--model", model, "--token-delay", "0.004"])
         me = [sys.executable, __file__, "--model", model, "--engine-url", engine_url]
         paths = {}
+        measured: dict[str, tuple[int, float, dict[str, Any]]] = {}
         for role in ("gateway", "relay"):
             out = Path(tmp) / f"{role}.json"
             proc = subprocess.Popen([*me, "--role", role, "--journal", f"{tmp}/journal.sqlite", "--out", str(out)],
@@ -189,13 +215,15 @@ def run(args: argparse.Namespace) -> None:
                 proc.send_signal(signal.SIGUSR2)
                 assert proc.stdout is not None
                 proc.stdout.readline()
-                report(role, len(latencies), cpu, json.loads(out.read_text()))
+                measured[role] = (len(latencies), cpu, json.loads(out.read_text()))
+                report(role, *measured[role])
         finally:
             for proc, _, _ in paths.values():
                 proc.terminate()
                 proc.wait(10)
             engine.terminate()
             engine.wait(10)
+    budget(measured["gateway"], measured["relay"])
     print(f"c={args.concurrency}, load average {os.getloadavg()[0]:.1f}")
 
 
