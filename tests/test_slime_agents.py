@@ -68,6 +68,37 @@ def test_generate_returns_one_sample_per_step_and_the_hook_normalizes(tmp_path: 
                 live.journal.close()
 
 
+def test_an_episode_whose_first_request_failed_is_a_removed_sample_the_reward_hook_takes(tmp_path: Path) -> None:
+    """Nothing listens on the router's port: the episode has no step, and its sample must
+    still carry a reward (slime keeps aborted samples of a finished group in the batch and
+    runs the reward hook over it) and be removed (its loss mask zeroed)."""
+    from slime.utils.types import Sample
+
+    from slime_openclaw.local.model.tiny_model import ensure_default_model
+    from slime_openclaw.slime import agent_generate
+    from slime_openclaw.slime.agent_rewards import post_process_rewards
+
+    args = argparse.Namespace(
+        hf_checkpoint=str(ensure_default_model()), sglang_router_ip="127.0.0.1", sglang_router_port=free_port(),
+        custom_config_path=None, openclaw_agent_env="toolcall", openclaw_agent_method="outcome",
+        openclaw_agent_max_turns=3, openclaw_agent_normalization="group_step",
+        openclaw_journal_path=str(tmp_path / "j.sqlite"), openclaw_method="binary",
+        openclaw_gateway_port=free_port(), advantage_estimator="grpo", reward_key=None)
+    task = {"id": "t1", "question": "What is 2 + 3?", "answer": "5", "solution_code": "print(2 + 3)"}
+    source = Sample(index=0, group_index=0, rollout_id=0, prompt="", metadata={"task": task})
+    try:
+        out = asyncio.run(agent_generate.generate(args, source, {"max_new_tokens": 16, "temperature": 1.0}))
+        assert out is source and out.status == Sample.Status.ABORTED
+        assert out.remove_sample is True and out.reward == 0.0
+        assert post_process_rewards(args, [out]) == ([0.0], [0.0])
+    finally:
+        live = agent_generate._RUNTIME
+        agent_generate._RUNTIME = None
+        if live is not None:
+            live.live.close()
+            live.journal.close()
+
+
 def test_prompt_data_loads_with_slimes_own_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
     import sys

@@ -18,7 +18,10 @@ its steps (agents/stage.py) and each step becomes one ``Sample``:
   ``group_index`` (``--n-samples-per-prompt`` episodes of a task form its group);
   ``metadata["openclaw_agent"]`` holds the episode id, step index, group and outcome.
 
-An episode with no trainable step returns the input sample ABORTED (slime drops it).
+An episode with no trainable step (its first request failed: the engine unreachable, say)
+returns the input sample ABORTED with ``remove_sample`` set and reward 0.0: slime keeps an
+aborted sample of a finished group in the batch, runs the reward hook on it (which needs a
+number), zeroes a removed sample's loss mask and leaves it out of its rollout metrics.
 The journal keeps every turn, its next state, verdict, hint and the session's outcome.
 
 Environments come from the pool ``openclaw_env_pool`` names (envs/pool/): ``local`` builds
@@ -181,9 +184,15 @@ def _env_failed(rt: AgentRuntime, args: Any, sample: Any, episode: EpisodeRecord
     """The input sample of an environment-failed episode: aborted, removed, reward 0, never trained."""
     if not evaluation:
         rt.stage(args).discard_episode(episode)
-    sample.status, sample.remove_sample, sample.reward = aborted, True, 0.0
+    _untrainable(sample, aborted)
     sample.metadata = {**(sample.metadata or {}), ENV_FAILURE_METADATA: {
         "episode": episode.episode_id, "error": episode.error}}
+    return sample
+
+
+def _untrainable(sample: Any, aborted: Any) -> Any:
+    """The input sample of an episode nothing of which trains: aborted, removed, reward 0."""
+    sample.status, sample.remove_sample, sample.reward = aborted, True, 0.0
     return sample
 
 
@@ -209,6 +218,5 @@ async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], eval
     _settle(rt, judged)
     steps = step_samples(Sample, sample, episode, judged, stage, SampleLayout.from_config(rt.config))
     if not steps:
-        sample.status = Sample.Status.ABORTED
-        return sample
+        return _untrainable(sample, Sample.Status.ABORTED)
     return steps
