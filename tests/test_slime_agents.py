@@ -88,9 +88,9 @@ def test_an_episode_whose_first_request_failed_is_a_removed_sample_the_reward_ho
     source = Sample(index=0, group_index=0, rollout_id=0, prompt="", metadata={"task": task})
     try:
         out = asyncio.run(agent_generate.generate(args, source, {"max_new_tokens": 16, "temperature": 1.0}))
-        assert out is source and out.status == Sample.Status.ABORTED
-        assert out.remove_sample is True and out.reward == 0.0
-        assert post_process_rewards(args, [out]) == ([0.0], [0.0])
+        assert out == [source] and out[0] is source and source.status == Sample.Status.ABORTED
+        assert source.remove_sample is True and source.reward == 0.0
+        assert post_process_rewards(args, out) == ([0.0], [0.0])
     finally:
         live = agent_generate._RUNTIME
         agent_generate._RUNTIME = None

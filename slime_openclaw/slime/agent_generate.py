@@ -19,18 +19,24 @@ its steps (agents/stage.py) and each step becomes one ``Sample``:
   ``metadata["openclaw_agent"]`` holds the episode id, step index, group and outcome.
 
 An episode with no trainable step (its first request failed: the engine unreachable, say)
-returns the input sample ABORTED with ``remove_sample`` set and reward 0.0: slime keeps an
+returns ``[input sample]``, ABORTED with ``remove_sample`` set and reward 0.0: slime keeps an
 aborted sample of a finished group in the batch, runs the reward hook on it (which needs a
-number), zeroes a removed sample's loss mask and leaves it out of its rollout metrics.
+number) and zeroes a removed sample's loss mask. It is a list like every training result, as
+slime's ``_get_rollout_data`` flattens the batch level by level (a group of a list and a bare
+Sample fails there), and it is laid out as one masked step (``_untrainable``): two placeholder
+tokens, the second a response token with loss mask 0 and log-prob 0.0 (teacher log-probs the
+same, the no-teacher marker, when the layout has them), because slime's trainer pads each loss
+mask by ``prompt_length - 1`` and takes ``rollout_log_probs``/``teacher_log_probs`` for the whole
+batch from its first sample. Evaluation returns the sample itself, rewarded its outcome score.
 The journal keeps every turn, its next state, verdict, hint and the session's outcome.
 
 Environments come from the pool ``openclaw_env_pool`` names (envs/pool/): ``local`` builds
 them in this process, ``ray`` places each on a Ray actor of the cluster slime runs on
 (joined, never started; the code shipped in the actors' runtime env), at most
 ``openclaw_env_max_in_flight`` at once, more episodes waiting for a slot. An episode its
-environment failed (actor died, call past its limit, lease reclaimed) returns the input
-sample ABORTED with ``remove_sample`` set and reward 0.0 (its turns are discarded in the
-journal as "environment failure: ..."): it is never trained as the agent's fault. The
+environment failed (actor died, call past its limit, lease reclaimed) returns its input
+sample as an untrainable episode does (its turns are discarded in the journal as
+"environment failure: ..."): it is never trained as the agent's fault. The
 pool's figures are on the gateway's ``/metrics`` and, through ``agent_metrics``, in
 slime's rollout log.
 """
@@ -184,15 +190,25 @@ def _env_failed(rt: AgentRuntime, args: Any, sample: Any, episode: EpisodeRecord
     """The input sample of an environment-failed episode: aborted, removed, reward 0, never trained."""
     if not evaluation:
         rt.stage(args).discard_episode(episode)
-    _untrainable(sample, aborted)
+    _untrainable(sample, aborted, SampleLayout.from_config(rt.config))
     sample.metadata = {**(sample.metadata or {}), ENV_FAILURE_METADATA: {
         "episode": episode.episode_id, "error": episode.error}}
     return sample
 
 
-def _untrainable(sample: Any, aborted: Any) -> Any:
-    """The input sample of an episode nothing of which trains: aborted, removed, reward 0."""
+PLACEHOLDER_TOKEN = 0
+"""The token ids of an untrainable sample (slime pads its packed sequences with 0 too)."""
+
+
+def _untrainable(sample: Any, aborted: Any, layout: SampleLayout) -> Any:
+    """The input sample of an episode nothing of which trains: aborted, removed, reward 0, laid
+    out as one masked step (one prompt and one response token; see the module docstring)."""
     sample.status, sample.remove_sample, sample.reward = aborted, True, 0.0
+    if getattr(sample, "rollout_id", None) is None:
+        sample.rollout_id = sample.index
+    sample.tokens, sample.response_length, sample.loss_mask = [PLACEHOLDER_TOKEN] * 2, 1, [0]
+    sample.rollout_log_probs = [0.0]
+    sample.teacher_log_probs = [0.0] if layout.with_teacher else None
     return sample
 
 
@@ -208,7 +224,8 @@ async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], eval
     episode_id = f"slime-{sample.index}-{uuid.uuid4().hex[:8]}"
     episode = await _play(rt, task_of(sample), settings, episode_id, str(sample.group_index))
     if episode.env_failed:
-        return _env_failed(rt, args, sample, episode, evaluation, Sample.Status.ABORTED)
+        failed = _env_failed(rt, args, sample, episode, evaluation, Sample.Status.ABORTED)
+        return failed if evaluation else [failed]
     if evaluation:
         sample.reward = episode.outcome.score
         sample.status = Sample.Status.COMPLETED
@@ -216,7 +233,6 @@ async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], eval
     stage = rt.stage(args)
     judged = await stage.judge_episode(episode)
     _settle(rt, judged)
-    steps = step_samples(Sample, sample, episode, judged, stage, SampleLayout.from_config(rt.config))
-    if not steps:
-        return _untrainable(sample, Sample.Status.ABORTED)
-    return steps
+    layout = SampleLayout.from_config(rt.config)
+    steps = step_samples(Sample, sample, episode, judged, stage, layout)
+    return steps or [_untrainable(sample, Sample.Status.ABORTED, layout)]
