@@ -30,6 +30,12 @@ from slime_openclaw.slime.samples import SampleLayout
 
 pytestmark = pytest.mark.slime
 
+if importlib.util.find_spec("wandb") is not None:
+    # slime's rollout manager imports wandb (slime/observability/logging_utils.py); imported at
+    # collection, not first inside a test's call stack, where CPython 3.11's ast (pydantic reads
+    # wandb's docstrings) can fail with "AST constructor recursion depth mismatch"
+    import wandb  # noqa: F401
+
 TASK = {"id": "t1", "question": "What is 2 + 3?", "answer": "5", "solution_code": "print(2 + 3)"}
 
 

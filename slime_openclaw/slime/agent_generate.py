@@ -132,14 +132,18 @@ _RUNTIME: AgentRuntime | None = None
 
 
 def runtime(args: Any) -> AgentRuntime:
-    """Started on first use: the journal, the record-only gateway in front of slime's router."""
+    """Started on first use: the journal, the record-only gateway in front of slime's router
+    (after ``guards.check``: slime settings these results cannot run with are refused)."""
     global _RUNTIME
     with _LOCK:
         if _RUNTIME is None:
             from slime_openclaw.live import LiveThread
+            from slime_openclaw.slime import guards
             from slime_openclaw.slime.hooks import config_for
             from slime_openclaw.slime.services import open_journal, resolve_endpoint
 
+            # flags added by hand get launch's checks, before anything opens
+            guards.check({**vars(args), "custom_generate_function_path": guards.AGENT_GENERATE})
             config = config_for(args)
             env = EnvSpec.parse(config.agent.env, config.agent.env_arg_pairs())
             journal = open_journal(config)

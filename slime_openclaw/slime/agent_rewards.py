@@ -17,7 +17,8 @@ from slime_openclaw.agents.rewards import StepValue, normalize
 from slime_openclaw.slime.agent_generate import AGENT_METADATA
 
 
-def _flat(samples: list[Any]) -> list[Any]:
+def flat_samples(samples: list[Any]) -> list[Any]:
+    """The samples of a batch or task group whose members are Samples or lists of them."""
     return list(itertools.chain.from_iterable(s if isinstance(s, list) else [s] for s in samples))
 
 
@@ -25,7 +26,7 @@ def post_process_rewards(args: Any, samples: list[Any]) -> tuple[list[float], li
     """See the module docstring."""
     from slime_openclaw.slime.hooks import config_for
 
-    flat = _flat(samples)
+    flat = flat_samples(samples)
     raw = [float(s.get_reward_value(args)) for s in flat]
     steps = [i for i, s in enumerate(flat) if AGENT_METADATA in (s.metadata or {})]
     items = [StepValue(flat[i].group_index, int(flat[i].metadata[AGENT_METADATA]["step"]), raw[i]) for i in steps]

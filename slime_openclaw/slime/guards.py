@@ -16,7 +16,15 @@ hand). Each problem is a one-line ``ConfigError`` naming the fix:
   acknowledge the rest as trained);
 - our personal-agent rollout function (``recipe.ROLLOUT_FUNCTION``) gives one sample per
   live turn, so it needs ``--n-samples-per-prompt 1``. The check is tied to that function:
-  a rollout that produces task groups (general agents, n > 1) is not refused here.
+  a rollout that produces task groups (general agents, n > 1) is not refused here;
+- with the agents' generate function (``AGENT_GENERATE``), whose results are lists of
+  Samples (one per step) with float rewards, the slime settings whose code reads a group's
+  members as Samples or a reward as a dict (at slime 624b824a): ``--partial-rollout``
+  (``sglang_rollout.abort`` reads ``.response`` of each group member, and would hand finished
+  episodes back to the data source), ``--group-rm`` (``generate_and_rm_group`` sets
+  ``.reward`` on each member), ``--reward-key``/``--eval-reward-key`` (``get_reward_value``
+  indexes the reward) and slime's own dynamic-sampling filters (``filter_hub``: they call
+  ``get_reward_value`` on each member; ``agent_filters`` has the episode-level equivalent).
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from slime_openclaw.errors import ConfigError
 PERSONAL_ROLLOUT = "slime_openclaw.slime.rollout.generate_rollout"
 COMBINED_ADVANTAGE = "slime_openclaw.slime.hooks.combined_advantage"
 POLICY_LOSS = "slime_openclaw.slime.hooks.policy_loss"
+AGENT_GENERATE = "slime_openclaw.slime.agent_generate.generate"
+SLIME_FILTERS = "slime.rollout.filter_hub."
+AGENT_FILTER = "slime_openclaw.slime.agent_filters.check_reward_nonzero_std"
 
 
 def settings_from_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,6 +67,26 @@ def check(settings: Mapping[str, Any]) -> None:
     if rollout and batch and (int(rollout) * n) % int(batch):
         raise ConfigError(f"--rollout-batch-size {rollout} x --n-samples-per-prompt {n} is not a multiple of "
                           f"--global-batch-size {batch}: slime would train fewer samples than each step hands over")
+    if settings.get("custom_generate_function_path") == AGENT_GENERATE:
+        check_agent(settings)
+
+
+def check_agent(settings: Mapping[str, Any]) -> None:
+    """The settings slime cannot run with the agents' list-of-steps results (module doc)."""
+    if settings.get("partial_rollout"):
+        raise ConfigError("drop --partial-rollout: the agent generate function's episodes end whole, and slime's abort "
+                          "reads each group member as one Sample (an episode is a list of step samples)")
+    if settings.get("group_rm"):
+        raise ConfigError("drop --group-rm: the agent generate function rewards each step itself, and slime's group "
+                          "reward sets .reward on each group member (an episode is a list of step samples)")
+    for flag in ("reward_key", "eval_reward_key"):
+        if settings.get(flag):
+            raise ConfigError(f"drop --{flag.replace('_', '-')}: the agent generate function's rewards are numbers, "
+                              "and slime would index them")
+    path = str(settings.get("dynamic_sampling_filter_path") or "")
+    if path.startswith(SLIME_FILTERS):
+        raise ConfigError(f"--dynamic-sampling-filter-path {path} reads each group member as one Sample (an episode "
+                          f"is a list of step samples): use {AGENT_FILTER}")
 
 
 def _our_loss(settings: Mapping[str, Any]) -> bool:
