@@ -74,6 +74,8 @@ def serve_process(journal: Path, config: Path, env: dict[str, str]) -> Iterator[
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait(10)
         with_group_gone(child.pid)
+        if child.stdout is not None:  # our end of its stdout (it prints one line): closed once it is gone
+            child.stdout.close()
 
 
 def with_group_gone(pgid: int) -> None:
