@@ -13,7 +13,7 @@ from slime_openclaw import cli
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.local.demo.command import clear_workdir, default_workdir
-from slime_openclaw.local.demo.loop import DemoState, Live, journal_figures, release_leases
+from slime_openclaw.local.demo.loop import DemoState, Live, end_dead_run, journal_figures, release_leases
 from slime_openclaw.local.demo.report import (
     ProgressLine,
     plot_curve,
@@ -43,6 +43,20 @@ def test_journal_figures_account_for_every_turn() -> None:
     assert release_leases(journal, "other") == 0
     assert release_leases(journal, "local-trainer") == 1  # back to READY: trainable again
     assert len(journal.drain(5, "local-trainer")) == 1
+
+
+
+def test_a_restart_ends_the_dead_runs_sessions_and_drops_its_claims() -> None:
+    journal = MemoryJournal(claim_lease_seconds=60.0)
+    turns = [make_turn("s", i) for i in range(3)]
+    for turn in turns:
+        journal.record_turn(turn)
+    journal.attach_next_state(turns[0].key, make_next_state())
+    assert [r.turn.key for r in journal.claim_observed(5, owner="dead")] == [turns[0].key]
+    assert end_dead_run(journal) == 3  # the claimed turn and the two SERVED ones, now session-ended
+    claimed = journal.claim_observed(5, owner="new")  # at once, not after the dead run's 60 s lease
+    assert sorted(r.turn.key for r in claimed) == sorted(t.key for t in turns)
+    assert journal_figures(journal)["turns_pending"] == 3  # OBSERVED until this run's workers judge them
 
 
 def test_progress_state_round_trips_and_refuses_another_run(tmp_path: Path) -> None:

@@ -217,6 +217,19 @@ def release_leases(journal: JournalStore, consumer: str) -> int:
     return len(held)
 
 
+def end_dead_run(journal: JournalStore) -> int:
+    """Before a restarted run serves: end the stopped run's sessions (its SERVED turns get a
+    session end) and drop its judging claims; returns the OBSERVED turns now free. A killed run's claim
+    would hold its turn OBSERVED for the claim lease (60 s), past this run's settling wait."""
+    from slime_openclaw.live import close_orphans
+
+    close_orphans(journal, idle_s=0.0)
+    claimed = [record.turn.key for record in journal.iter_turns(TurnState.OBSERVED)]
+    if claimed:  # no worker of this run runs yet: every claim is the dead run's
+        journal.release_claims(claimed)
+    return len(claimed)
+
+
 async def _settle(journal: JournalStore, timeout_s: float) -> None:
     """Wait until no turn waits for its next state or for judging (or ``timeout_s`` passed)."""
     deadline = time.monotonic() + timeout_s
@@ -269,7 +282,7 @@ class _Runner:
     async def run(self, policy: Path) -> dict[str, Any]:
         from slime_openclaw.engine.child import embedded_engine
         from slime_openclaw.journal.location import open_journal
-        from slime_openclaw.live import close_orphans, live_service
+        from slime_openclaw.live import live_service
         from slime_openclaw.local.training.trainer import TrainerConfig
 
         s = self.settings
@@ -279,8 +292,8 @@ class _Runner:
         config = openclaw_config(s)
         ckpt_root = s.workdir / CHECKPOINTS
         journal = open_journal(settings=config.journal)
-        if restarted:  # sessions of the stopped process cannot continue: end them now, not after the TTL
-            close_orphans(journal, idle_s=0.0)
+        if restarted:  # the stopped process's sessions and claims: ended now, not after their TTLs
+            end_dead_run(journal)
         stop = asyncio.Event()
         trainer_task: asyncio.Task[int] | None = None
         warming: asyncio.Future[None] | None = None
