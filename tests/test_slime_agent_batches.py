@@ -30,12 +30,6 @@ from slime_openclaw.slime.samples import SampleLayout
 
 pytestmark = pytest.mark.slime
 
-if importlib.util.find_spec("wandb") is not None:
-    # slime's rollout manager imports wandb (slime/observability/logging_utils.py); imported at
-    # collection, not first inside a test's call stack, where CPython 3.11's ast (pydantic reads
-    # wandb's docstrings) can fail with "AST constructor recursion depth mismatch"
-    import wandb  # noqa: F401
-
 TASK = {"id": "t1", "question": "What is 2 + 3?", "answer": "5", "solution_code": "print(2 + 3)"}
 
 
@@ -67,6 +61,16 @@ def manager_cls(monkeypatch: pytest.MonkeyPatch) -> Any:
     return getattr(slime_rollout.RolloutManager, "__ray_actor_class__", slime_rollout.RolloutManager)
 
 
+SLIME_ROLLOUT_ARGS = dict(
+    advantage_estimator="grpo", reward_key=None, eval_reward_key=None, load_debug_rollout_data=None,
+    log_reward_category=None, sglang_speculative_algorithm=None, rollout_num_gpus=1, rollout_top_p=1.0,
+    use_dynamic_batch_size=False, micro_batch_size=1, max_tokens_per_gpu=None, balance_data=False,
+    balance_by_flops=False, rollout_data_transport="object-store", use_rollout_routing_replay=False,
+    custom_eval_rollout_log_function_path=None, log_passrate=False, use_wandb=False, use_tensorboard=False,
+    wandb_always_use_train_step=False)
+"""The arguments slime's RolloutManager conversion, DP split and rollout metrics read (its defaults)."""
+
+
 def agent_args(tmp_path: Path, **extra: Any) -> argparse.Namespace:
     from slime_openclaw.local.model.tiny_model import ensure_default_model
 
@@ -75,12 +79,9 @@ def agent_args(tmp_path: Path, **extra: Any) -> argparse.Namespace:
         custom_config_path=None, openclaw_agent_env="toolcall", openclaw_agent_method="outcome",
         openclaw_agent_max_turns=3, openclaw_agent_normalization="group_step",
         openclaw_journal_path=str(tmp_path / "j.sqlite"), openclaw_method="binary",
-        openclaw_gateway_port=free_port(), advantage_estimator="grpo", reward_key=None, rewards_normalization=True,
-        n_samples_per_prompt=2, rollout_batch_size=2, global_batch_size=4, load_debug_rollout_data=None,
-        log_reward_category=None, sglang_speculative_algorithm=None, rollout_num_gpus=1, rollout_top_p=1.0,
-        use_dynamic_batch_size=False, micro_batch_size=1, max_tokens_per_gpu=None, balance_data=False, balance_by_flops=False,
-        rollout_data_transport="object-store", use_rollout_routing_replay=False)
-    return argparse.Namespace(**{**values, **extra})
+        openclaw_gateway_port=free_port(), rewards_normalization=True,
+        n_samples_per_prompt=2, rollout_batch_size=2, global_batch_size=4)
+    return argparse.Namespace(**{**SLIME_ROLLOUT_ARGS, **values, **extra})
 
 
 def failed_episode(args: argparse.Namespace, index: int, group: int) -> Any:

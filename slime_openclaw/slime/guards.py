@@ -19,12 +19,16 @@ hand). Each problem is a one-line ``ConfigError`` naming the fix:
   a rollout that produces task groups (general agents, n > 1) is not refused here;
 - with the agents' generate function (``AGENT_GENERATE``), whose results are lists of
   Samples (one per step) with float rewards, the slime settings whose code reads a group's
-  members as Samples or a reward as a dict (at slime 624b824a): ``--partial-rollout``
-  (``sglang_rollout.abort`` reads ``.response`` of each group member, and would hand finished
-  episodes back to the data source), ``--group-rm`` (``generate_and_rm_group`` sets
-  ``.reward`` on each member), ``--reward-key``/``--eval-reward-key`` (``get_reward_value``
-  indexes the reward) and slime's own dynamic-sampling filters (``filter_hub``: they call
-  ``get_reward_value`` on each member; ``agent_filters`` has the episode-level equivalent).
+  members as Samples (at slime 624b824a): ``--partial-rollout`` (``sglang_rollout.abort``
+  reads ``.response`` of each group member, and would hand finished episodes back to the data
+  source), ``--group-rm`` (``generate_and_rm_group`` sets ``.reward`` on each member) and
+  slime's own dynamic-sampling filters (``filter_hub``: they call
+  ``get_reward_value`` on each member; ``agent_filters`` has the episode-level equivalent);
+- with either (their samples are the gateway's turns): ``--reward-key``/``--eval-reward-key``
+  (slime's ``get_reward_value`` would index the float reward), ``--rollout-top-p`` below 1
+  (slime's ``_convert_samples_to_train_data`` then asserts top-p nucleus token ids on every
+  sample; the gateway's clients choose their own top_p) and ``--use-rollout-routing-replay``
+  (the train actor requires every token's routed experts): the gateway records neither.
 """
 
 from __future__ import annotations
@@ -67,8 +71,26 @@ def check(settings: Mapping[str, Any]) -> None:
     if rollout and batch and (int(rollout) * n) % int(batch):
         raise ConfigError(f"--rollout-batch-size {rollout} x --n-samples-per-prompt {n} is not a multiple of "
                           f"--global-batch-size {batch}: slime would train fewer samples than each step hands over")
-    if settings.get("custom_generate_function_path") == AGENT_GENERATE:
+    agent = settings.get("custom_generate_function_path") == AGENT_GENERATE
+    if agent:
         check_agent(settings)
+    if personal or agent:
+        check_gateway_samples(settings)
+
+
+def check_gateway_samples(settings: Mapping[str, Any]) -> None:
+    """The settings that ask the gateway's samples for what it does not record (module doc)."""
+    for flag in ("reward_key", "eval_reward_key"):
+        if settings.get(flag):
+            raise ConfigError(f"drop --{flag.replace('_', '-')}: the openclaw samples' rewards are numbers, "
+                              "and slime would index them")
+    top_p = settings.get("rollout_top_p")
+    if top_p is not None and float(top_p) != 1.0:
+        raise ConfigError(f"drop --rollout-top-p {top_p}: slime would then replay each sample's top-p nucleus token "
+                          "ids, which the gateway does not record (its clients choose their own top_p)")
+    if settings.get("use_rollout_routing_replay"):
+        raise ConfigError("drop --use-rollout-routing-replay: the trainer would replay each token's routed experts, "
+                          "which the gateway does not record")
 
 
 def check_agent(settings: Mapping[str, Any]) -> None:
@@ -79,10 +101,6 @@ def check_agent(settings: Mapping[str, Any]) -> None:
     if settings.get("group_rm"):
         raise ConfigError("drop --group-rm: the agent generate function rewards each step itself, and slime's group "
                           "reward sets .reward on each group member (an episode is a list of step samples)")
-    for flag in ("reward_key", "eval_reward_key"):
-        if settings.get(flag):
-            raise ConfigError(f"drop --{flag.replace('_', '-')}: the agent generate function's rewards are numbers, "
-                              "and slime would index them")
     path = str(settings.get("dynamic_sampling_filter_path") or "")
     if path.startswith(SLIME_FILTERS):
         raise ConfigError(f"--dynamic-sampling-filter-path {path} reads each group member as one Sample (an episode "
