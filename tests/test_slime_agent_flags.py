@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from test_launch import QWEN3, hf_dir
-from test_slime_agent_batches import agent_args, step_episode
+from test_slime_agent_batches import TASK, agent_args, step_episode
 from test_slime_agent_batches import cleanup_runtime as cleanup_runtime  # the fixture
 
 from slime_openclaw.config import OpenClawConfig
@@ -68,14 +68,13 @@ def run_slime_rollout(monkeypatch: pytest.MonkeyPatch, args: argparse.Namespace)
     monkeypatch.setattr(sglang_rollout, "get", no_workers)
     monkeypatch.setattr(sglang_rollout, "abort_servers_until_idle", idle)
     sglang_rollout.GenerateState.clear_instances()
-    task = {"id": "t1", "question": "What is 2 + 3?", "answer": "5", "solution_code": "print(2 + 3)"}
     counter = iter(range(1000))
 
     def data_source(n: int) -> list[list[Any]]:
         groups = []
         for _ in range(n):
             g = next(counter)
-            groups.append([Sample(index=2 * g + i, group_index=g, prompt="", metadata={"task": task})
+            groups.append([Sample(index=2 * g + i, group_index=g, prompt="", metadata={"task": TASK})
                            for i in range(args.n_samples_per_prompt)])
         return groups
 

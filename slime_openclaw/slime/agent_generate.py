@@ -18,12 +18,13 @@ its steps (agents/stage.py) and each step becomes one ``Sample``:
   ``group_index`` (``--n-samples-per-prompt`` episodes of a task form its group);
   ``metadata["openclaw_agent"]`` holds the episode id, step index, group and outcome.
 
-An episode with no trainable step (its first request failed: the engine unreachable, say)
-returns ``[input sample]``, ABORTED with ``remove_sample`` set and reward 0.0: slime keeps an
-aborted sample of a finished group in the batch, runs the reward hook on it (which needs a
-number) and zeroes a removed sample's loss mask. It is a list like every training result, as
-slime's ``_get_rollout_data`` flattens the batch level by level (a group of a list and a bare
-Sample fails there), and it is laid out as one masked step (``_untrainable``): two placeholder
+A training result is an ``EpisodeSamples`` list (with the input sample's ``index``, which
+slime's fully-async rollout sorts groups by). An episode with no trainable step (its first
+request failed: the engine unreachable, say) returns ``[input sample]``, ABORTED with
+``remove_sample`` set and reward 0.0: slime keeps an aborted sample of a finished group in the
+batch, runs the reward hook on it (which needs a number) and zeroes a removed sample's loss
+mask. It is a list like every training result, as slime's ``_get_rollout_data`` flattens the
+batch level by level (a group of a list and a bare Sample fails there), and it is laid out as one masked step (``_untrainable``): two placeholder
 tokens, the second a response token with loss mask 0 and log-prob 0.0 (teacher log-probs the
 same, the no-teacher marker, when the layout has them), because slime's trainer pads each loss
 mask by ``prompt_length - 1`` and takes ``rollout_log_probs``/``teacher_log_probs`` for the whole
@@ -200,6 +201,16 @@ def _env_failed(rt: AgentRuntime, args: Any, sample: Any, episode: EpisodeRecord
     return sample
 
 
+class EpisodeSamples(list):
+    """An episode's samples: a list (slime flattens the batch by lists) that also has the input
+    sample's ``index``, because slime's fully-async rollout orders groups by
+    ``getattr(member, "index")``, which on a plain list is its ``index`` method."""
+
+    def __init__(self, samples: list[Any], index: int | None) -> None:
+        super().__init__(samples)
+        self.__dict__["index"] = index  # shadows list.index for getattr, as slime reads it
+
+
 PLACEHOLDER_TOKEN = 0
 """The token ids of an untrainable sample (slime pads its packed sequences with 0 too)."""
 
@@ -229,7 +240,7 @@ async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], eval
     episode = await _play(rt, task_of(sample), settings, episode_id, str(sample.group_index))
     if episode.env_failed:
         failed = _env_failed(rt, args, sample, episode, evaluation, Sample.Status.ABORTED)
-        return failed if evaluation else [failed]
+        return failed if evaluation else EpisodeSamples([failed], sample.index)
     if evaluation:
         sample.reward = episode.outcome.score
         sample.status = Sample.Status.COMPLETED
@@ -239,4 +250,4 @@ async def generate(args: Any, sample: Any, sampling_params: dict[str, Any], eval
     _settle(rt, judged)
     layout = SampleLayout.from_config(rt.config)
     steps = step_samples(Sample, sample, episode, judged, stage, layout)
-    return steps or [_untrainable(sample, Sample.Status.ABORTED, layout)]
+    return EpisodeSamples(steps or [_untrainable(sample, Sample.Status.ABORTED, layout)], sample.index)
