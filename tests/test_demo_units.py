@@ -13,7 +13,7 @@ from slime_openclaw import cli
 from slime_openclaw.errors import ConfigError
 from slime_openclaw.journal.memory import MemoryJournal
 from slime_openclaw.local.demo.command import clear_workdir, default_workdir
-from slime_openclaw.local.demo.loop import DemoState, Live, end_dead_run, journal_figures, release_leases
+from slime_openclaw.local.demo.loop import DemoState, Live
 from slime_openclaw.local.demo.report import (
     ProgressLine,
     plot_curve,
@@ -21,6 +21,7 @@ from slime_openclaw.local.demo.report import (
     verdict,
     write_summary_json,
 )
+from slime_openclaw.local.demo.run_journal import end_dead_run, journal_figures, release_leases
 from tests.journal_factories import make_next_state, make_sample, make_turn
 
 

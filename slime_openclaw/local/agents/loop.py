@@ -35,7 +35,7 @@ from slime_openclaw.journal.base import JournalStore
 from slime_openclaw.journal.location import open_journal
 from slime_openclaw.live import SignalStack, build_signal_pipeline, default_resolver, live_service
 from slime_openclaw.local.agents.episodes import Job, evaluation, run_episodes
-from slime_openclaw.local.demo.loop import journal_figures
+from slime_openclaw.local.demo.run_journal import journal_figures
 from slime_openclaw.losses import StalenessPolicy
 
 JOURNAL_FILE = "journal.sqlite"
