@@ -23,7 +23,9 @@ hand). Each problem is a one-line ``ConfigError`` naming the fix:
   reads ``.response`` of each group member, and would hand finished episodes back to the data
   source), ``--group-rm`` (``generate_and_rm_group`` sets ``.reward`` on each member) and
   slime's own dynamic-sampling filters (``filter_hub``: they call
-  ``get_reward_value`` on each member; ``agent_filters`` has the episode-level equivalent);
+  ``get_reward_value`` on each member; ``agent_filters`` has the episode-level equivalent),
+  and ``--rollout-sample-hook-path`` under slime's fully-async rollout (the hooks rebuild each
+  episode as a plain list, whose ``index`` fully-async then sorts by is the list's method);
 - with either (their samples are the gateway's turns): ``--reward-key``/``--eval-reward-key``
   (slime's ``get_reward_value`` would index the float reward), ``--rollout-top-p`` below 1
   (slime's ``_convert_samples_to_train_data`` then asserts top-p nucleus token ids on every
@@ -43,6 +45,7 @@ COMBINED_ADVANTAGE = "slime_openclaw.slime.hooks.combined_advantage"
 POLICY_LOSS = "slime_openclaw.slime.hooks.policy_loss"
 AGENT_GENERATE = "slime_openclaw.slime.agent_generate.generate"
 SLIME_FILTERS = "slime.rollout.filter_hub."
+FULLY_ASYNC_ROLLOUT = "slime.rollout.fully_async_rollout.generate_rollout_fully_async"
 AGENT_FILTER = "slime_openclaw.slime.agent_filters.check_reward_nonzero_std"
 
 
@@ -101,6 +104,9 @@ def check_agent(settings: Mapping[str, Any]) -> None:
     if settings.get("group_rm"):
         raise ConfigError("drop --group-rm: the agent generate function rewards each step itself, and slime's group "
                           "reward sets .reward on each group member (an episode is a list of step samples)")
+    if settings.get("rollout_sample_hook_path") and settings.get("rollout_function_path") == FULLY_ASYNC_ROLLOUT:
+        raise ConfigError("drop --rollout-sample-hook-path with the fully-async rollout: the hooks rebuild each episode "
+                          "as a plain list, and fully-async orders groups by their members' index")
     path = str(settings.get("dynamic_sampling_filter_path") or "")
     if path.startswith(SLIME_FILTERS):
         raise ConfigError(f"--dynamic-sampling-filter-path {path} reads each group member as one Sample (an episode "
