@@ -1,8 +1,10 @@
-"""Shared test setup: tests marked `slime` run only when upstream slime is importable."""
+"""Shared test setup: tests marked `slime` run only when upstream slime is importable; the
+agents' slime runtime a test started is closed after it (``cleanup_runtime``)."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,3 +30,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("slime") is not None:  # not `keywords`: a folder named slime is one
             item.add_marker(skip)
+
+
+@pytest.fixture
+def cleanup_runtime() -> Iterator[None]:
+    """Close the runtime (journal, record-only gateway) the agents' generate function started, if any."""
+    yield
+    from slime_openclaw.slime import agent_generate
+
+    live = agent_generate._RUNTIME
+    agent_generate._RUNTIME = None
+    if live is not None:
+        live.live.close()
+        live.journal.close()

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from test_launch import QWEN3, hf_dir
 from test_slime_agent_batches import TASK
-from test_slime_agent_batches import cleanup_runtime as cleanup_runtime  # the fixture
 from test_slime_agent_flags import loop_args
 
 from slime_openclaw.errors import ConfigError

@@ -138,16 +138,6 @@ def trainer_batch(monkeypatch: pytest.MonkeyPatch, rollout_data: dict[str, Any])
     return megatron_data.get_batch(iterator, list(keys))
 
 
-@pytest.fixture
-def cleanup_runtime():
-    yield
-    live = agent_generate._RUNTIME
-    agent_generate._RUNTIME = None
-    if live is not None:
-        live.live.close()
-        live.journal.close()
-
-
 @pytest.mark.parametrize(("failed_first", "method"), [(False, "binary"), (True, "binary"), (True, "combine")])
 def test_a_group_mixing_failed_and_stepped_episodes_reaches_the_trainer(
         tmp_path: Path, manager_cls: Any, monkeypatch: pytest.MonkeyPatch, cleanup_runtime: None,

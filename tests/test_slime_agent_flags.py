@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from test_launch import QWEN3, hf_dir
 from test_slime_agent_batches import TASK, agent_args, step_episode
-from test_slime_agent_batches import cleanup_runtime as cleanup_runtime  # the fixture
 
 from slime_openclaw.config import OpenClawConfig
 from slime_openclaw.errors import ConfigError

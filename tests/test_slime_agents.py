@@ -23,7 +23,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_generate_returns_one_sample_per_step_and_the_hook_normalizes(tmp_path: Path) -> None:
+def test_generate_returns_one_sample_per_step_and_the_hook_normalizes(tmp_path: Path, cleanup_runtime: None) -> None:
     from slime.utils.types import Sample
 
     from slime_openclaw.slime import agent_generate
@@ -39,36 +39,30 @@ def test_generate_returns_one_sample_per_step_and_the_hook_normalizes(tmp_path: 
             openclaw_agent_normalization="group_step", openclaw_journal_path=str(tmp_path / "j.sqlite"),
             openclaw_method="binary", openclaw_gateway_port=free_port(), advantage_estimator="grpo", reward_key=None)
         sources = [Sample(index=i, group_index=0, rollout_id=i, prompt="", metadata={"task": task}) for i in range(2)]
-        try:
-            outs = [asyncio.run(agent_generate.generate(args, s, {"max_new_tokens": 48, "temperature": 1.0}))
-                    for s in sources]
-            journal = agent_generate.runtime(args).journal
-            steps = []
-            for source, out in zip(sources, outs, strict=True):
-                assert isinstance(out, list) and out, "an episode gives at least its first step"
-                assert {s.rollout_id for s in out} == {source.rollout_id} and {s.group_index for s in out} == {0}
-                for s in out:
-                    meta = s.metadata[agent_generate.AGENT_METADATA]
-                    turn = journal.get(f"{meta['episode']}:{meta['step']}").turn
-                    assert s.tokens == list(turn.prompt_ids) + list(turn.response_ids)
-                    assert s.response_length == len(turn.response_ids) == len(s.loss_mask)
-                    assert s.rollout_log_probs == list(turn.response_log_probs)
-                    assert s.reward == pytest.approx(meta["raw_reward"])
-                    assert journal.get_outcome(meta["episode"]).score == meta["outcome"]
-                steps += out
-            raw, rewards = post_process_rewards(args, steps)
-            assert raw == [s.reward for s in steps]
-            firsts = [r for s, r in zip(steps, rewards, strict=True) if s.metadata["openclaw_agent"]["step"] == 0]
-            assert len(firsts) == 2 and (sum(firsts) == pytest.approx(0.0, abs=1e-5))
-        finally:
-            live = agent_generate._RUNTIME
-            agent_generate._RUNTIME = None
-            if live is not None:
-                live.live.close()
-                live.journal.close()
+        outs = [asyncio.run(agent_generate.generate(args, s, {"max_new_tokens": 48, "temperature": 1.0}))
+                for s in sources]
+        journal = agent_generate.runtime(args).journal
+        steps = []
+        for source, out in zip(sources, outs, strict=True):
+            assert isinstance(out, list) and out, "an episode gives at least its first step"
+            assert {s.rollout_id for s in out} == {source.rollout_id} and {s.group_index for s in out} == {0}
+            for s in out:
+                meta = s.metadata[agent_generate.AGENT_METADATA]
+                turn = journal.get(f"{meta['episode']}:{meta['step']}").turn
+                assert s.tokens == list(turn.prompt_ids) + list(turn.response_ids)
+                assert s.response_length == len(turn.response_ids) == len(s.loss_mask)
+                assert s.rollout_log_probs == list(turn.response_log_probs)
+                assert s.reward == pytest.approx(meta["raw_reward"])
+                assert journal.get_outcome(meta["episode"]).score == meta["outcome"]
+            steps += out
+        raw, rewards = post_process_rewards(args, steps)
+        assert raw == [s.reward for s in steps]
+        firsts = [r for s, r in zip(steps, rewards, strict=True) if s.metadata["openclaw_agent"]["step"] == 0]
+        assert len(firsts) == 2 and (sum(firsts) == pytest.approx(0.0, abs=1e-5))
 
 
-def test_an_episode_whose_first_request_failed_is_a_removed_sample_the_reward_hook_takes(tmp_path: Path) -> None:
+def test_an_episode_whose_first_request_failed_is_a_removed_sample_the_reward_hook_takes(
+        tmp_path: Path, cleanup_runtime: None) -> None:
     """Nothing listens on the router's port: the episode has no step, and its sample must
     still carry a reward (slime keeps aborted samples of a finished group in the batch and
     runs the reward hook over it) and be removed (its loss mask zeroed)."""
@@ -86,17 +80,10 @@ def test_an_episode_whose_first_request_failed_is_a_removed_sample_the_reward_ho
         openclaw_gateway_port=free_port(), advantage_estimator="grpo", reward_key=None)
     task = {"id": "t1", "question": "What is 2 + 3?", "answer": "5", "solution_code": "print(2 + 3)"}
     source = Sample(index=0, group_index=0, rollout_id=0, prompt="", metadata={"task": task})
-    try:
-        out = asyncio.run(agent_generate.generate(args, source, {"max_new_tokens": 16, "temperature": 1.0}))
-        assert out == [source] and out[0] is source and source.status == Sample.Status.ABORTED
-        assert source.remove_sample is True and source.reward == 0.0
-        assert post_process_rewards(args, out) == ([0.0], [0.0])
-    finally:
-        live = agent_generate._RUNTIME
-        agent_generate._RUNTIME = None
-        if live is not None:
-            live.live.close()
-            live.journal.close()
+    out = asyncio.run(agent_generate.generate(args, source, {"max_new_tokens": 16, "temperature": 1.0}))
+    assert out == [source] and out[0] is source and source.status == Sample.Status.ABORTED
+    assert source.remove_sample is True and source.reward == 0.0
+    assert post_process_rewards(args, out) == ([0.0], [0.0])
 
 
 def test_prompt_data_loads_with_slimes_own_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
